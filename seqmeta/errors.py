@@ -1,0 +1,32 @@
+"""The exceptions seqmeta raises on bad input.
+
+Every error says what was wrong and how to fix it. They subclass ``ValueError`` (or
+``FileNotFoundError``) so callers that catch the builtin types keep working.
+"""
+
+
+class SeqmetaError(Exception):
+    """Base class of every error seqmeta raises on purpose."""
+
+
+class UnknownFamilyError(SeqmetaError, KeyError):
+    """A task-family name that seqmeta does not define."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskSelectionError(SeqmetaError, ValueError):
+    """A task index, split name or task list that does not exist in the family."""
+
+
+class DatasetFormatError(SeqmetaError, ValueError):
+    """Trajectory data with a wrong shape, missing column, non-finite value or empty episode."""
+
+
+class DatasetNotFoundError(SeqmetaError, FileNotFoundError):
+    """A path that does not hold a (complete) seqmeta dataset or source file."""
+
+
+class BehaviorPolicyError(SeqmetaError, ValueError):
+    """A behavior policy or quality level that does not exist for a family."""

@@ -1,0 +1,195 @@
+"""The task families seqmeta defines, their seeded task lists and splits, and their gymnasium ids.
+
+Every task list is drawn once from a fixed seed (1337, as in PEARL) and never changes; a task's
+index is therefore a stable name for it. Splits:
+
+| family | task set | tasks | test indices | notes |
+|---|---|---|---|---|
+| point-robot | default | 50 goals ~ U[-1, 1]^2 | 45-49 | 20 steps |
+| point-robot-sparse | default | 50 goals on the upper unit half-circle | 45-49 | radius 0.2, 20 steps |
+| cheetah-vel | prompt-dt (default) | 40 velocities linspace(0.075, 3.0) | 2, 7, 15, 23, 26 | MACAW / Prompt-DT split |
+| cheetah-vel | uniform-50 | 50 velocities ~ U[0.075, 3.0] | 45-49 | |
+| cheetah-dir | default | directions +1, -1 | 0, 1 | train = test, as in PEARL |
+| ant-dir | prompt-dt (default) | 50 angles ~ U[0, 2pi) | 6, 17, 23, 30, 41 | Prompt-DT's indices |
+| hopper-params | default | 50 dynamics draws | 45-49 | |
+| walker-params | default | 50 dynamics draws | 45-49 | |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from seqmeta.errors import UnknownFamilyError
+from seqmeta.tasks.family import TaskFamily, TaskSet
+from seqmeta.tasks.locomotion import sample_log_scales
+
+SEED = 1337
+NUM_TASKS = 50
+LAST_FIVE = tuple(range(NUM_TASKS - 5, NUM_TASKS))
+
+_ENV_IDS = {
+    "point-robot": ("seqmeta/PointRobot-v0", "seqmeta.tasks.point_robot:PointRobotEnv", 20, {}),
+    "point-robot-sparse": (
+        "seqmeta/PointRobotSparse-v0",
+        "seqmeta.tasks.point_robot:PointRobotEnv",
+        20,
+        {"sparse": True, "goal_radius": 0.2},
+    ),
+    "cheetah-vel": ("seqmeta/CheetahVel-v0", "seqmeta.tasks.locomotion:CheetahVelEnv", 200, {}),
+    "cheetah-dir": ("seqmeta/CheetahDir-v0", "seqmeta.tasks.locomotion:CheetahDirEnv", 200, {}),
+    "ant-dir": ("seqmeta/AntDir-v0", "seqmeta.tasks.locomotion:AntDirEnv", 200, {}),
+    "hopper-params": ("seqmeta/HopperParams-v0", "seqmeta.tasks.locomotion:HopperParamsEnv", 200, {}),
+    "walker-params": ("seqmeta/WalkerParams-v0", "seqmeta.tasks.locomotion:WalkerParamsEnv", 200, {}),
+}
+
+
+def register_envs() -> None:
+    """Register every family's env id with gymnasium (idempotent)."""
+    for env_id, entry_point, horizon, kwargs in _ENV_IDS.values():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point=entry_point, max_episode_steps=horizon, kwargs=kwargs)
+
+
+def _point_robot() -> TaskFamily:
+    goals = np.random.default_rng(SEED).uniform(-1.0, 1.0, size=(NUM_TASKS, 2)).round(6)
+    params = tuple({"goal": [float(x), float(y)]} for x, y in goals)
+    return TaskFamily(
+        name="point-robot",
+        env_id=_ENV_IDS["point-robot"][0],
+        horizon=20,
+        task_sets={"default": TaskSet("default", params, LAST_FIVE, "50 goals ~ U[-1, 1]^2, seed 1337")},
+        default_task_set="default",
+        goal_features=lambda p: np.asarray(p["goal"], dtype=np.float32),
+        sample_params=lambda rng: {"goal": rng.uniform(-1.0, 1.0, size=2).tolist()},
+        description="Reach an unseen goal in the plane; dense reward -||s - g||.",
+    )
+
+
+def _half_circle_goal(angle: float) -> dict[str, Any]:
+    return {"goal": [round(float(np.cos(angle)), 6), round(float(np.sin(angle)), 6)]}
+
+
+def _point_robot_sparse() -> TaskFamily:
+    angles = np.linspace(0.0, np.pi, NUM_TASKS)
+    np.random.default_rng(SEED).shuffle(angles)
+    params = tuple(_half_circle_goal(a) for a in angles)
+    return TaskFamily(
+        name="point-robot-sparse",
+        env_id=_ENV_IDS["point-robot-sparse"][0],
+        horizon=20,
+        task_sets={
+            "default": TaskSet("default", params, LAST_FIVE, "50 goals on the upper unit half-circle, shuffled")
+        },
+        default_task_set="default",
+        goal_features=lambda p: np.asarray(p["goal"], dtype=np.float32),
+        sample_params=lambda rng: _half_circle_goal(rng.uniform(0.0, np.pi)),
+        description="Reach an unseen goal on the half-circle; reward only within 0.2 of it.",
+    )
+
+
+def _cheetah_vel() -> TaskFamily:
+    linspace = np.linspace(0.075, 3.0, 40).round(6)
+    uniform = np.random.default_rng(SEED).uniform(0.075, 3.0, size=NUM_TASKS).round(6)
+    return TaskFamily(
+        name="cheetah-vel",
+        env_id=_ENV_IDS["cheetah-vel"][0],
+        horizon=200,
+        task_sets={
+            "prompt-dt": TaskSet(
+                "prompt-dt",
+                tuple({"goal_velocity": float(v)} for v in linspace),
+                (2, 7, 15, 23, 26),
+                "MACAW / Prompt-DT: 40 velocities linspace(0.075, 3.0), test indices 2, 7, 15, 23, 26",
+            ),
+            "uniform-50": TaskSet(
+                "uniform-50",
+                tuple({"goal_velocity": float(v)} for v in uniform),
+                LAST_FIVE,
+                "50 velocities ~ U[0.075, 3.0], seed 1337",
+            ),
+        },
+        default_task_set="prompt-dt",
+        goal_features=lambda p: np.asarray([p["goal_velocity"]], dtype=np.float32),
+        sample_params=lambda rng: {"goal_velocity": float(rng.uniform(0.0, 3.0))},
+        description="Run HalfCheetah at an unseen target velocity; reward -|v - v*| - 0.05||a||^2.",
+    )
+
+
+def _cheetah_dir() -> TaskFamily:
+    params = ({"direction": 1.0}, {"direction": -1.0})
+    return TaskFamily(
+        name="cheetah-dir",
+        env_id=_ENV_IDS["cheetah-dir"][0],
+        horizon=200,
+        task_sets={"default": TaskSet("default", params, (0, 1), "forward (+1) and backward (-1); train = test")},
+        default_task_set="default",
+        goal_features=lambda p: np.asarray([p["direction"]], dtype=np.float32),
+        sample_params=lambda rng: {"direction": float(rng.choice([-1.0, 1.0]))},
+        description="Run HalfCheetah forward or backward; reward d * v - 0.05||a||^2.",
+    )
+
+
+def _ant_dir() -> TaskFamily:
+    angles = np.random.default_rng(SEED).uniform(0.0, 2 * np.pi, size=NUM_TASKS).round(6)
+    return TaskFamily(
+        name="ant-dir",
+        env_id=_ENV_IDS["ant-dir"][0],
+        horizon=200,
+        task_sets={
+            "prompt-dt": TaskSet(
+                "prompt-dt",
+                tuple({"angle": float(a)} for a in angles),
+                (6, 17, 23, 30, 41),
+                "50 angles ~ U[0, 2pi), seed 1337; Prompt-DT's test indices 6, 17, 23, 30, 41",
+            )
+        },
+        default_task_set="prompt-dt",
+        goal_features=lambda p: np.asarray([np.cos(p["angle"]), np.sin(p["angle"])], dtype=np.float32),
+        sample_params=lambda rng: {"angle": float(rng.uniform(0.0, 2 * np.pi))},
+        description="Run the Ant in an unseen direction theta; 27-d observation without contact forces.",
+    )
+
+
+def _params_family(name: str, base_env: str) -> TaskFamily:
+    model = gym.make(base_env).unwrapped.model  # shapes of the parameters to scale
+    rng = np.random.default_rng(SEED)
+    params = tuple(sample_log_scales(model, rng) for _ in range(NUM_TASKS))
+    return TaskFamily(
+        name=name,
+        env_id=_ENV_IDS[name][0],
+        horizon=200,
+        task_sets={"default": TaskSet("default", params, LAST_FIVE, "50 dynamics draws (rand_param_envs laws)")},
+        default_task_set="default",
+        goal_features=lambda p: np.concatenate([np.ravel(v) for v in p.values()]).astype(np.float32),
+        sample_params=lambda rng: sample_log_scales(model, rng),
+        description=f"{base_env} with mass, inertia and friction x 1.5^U(-3,3) and damping x 1.3^U(-3,3).",
+    )
+
+
+_BUILDERS = {
+    "point-robot": _point_robot,
+    "point-robot-sparse": _point_robot_sparse,
+    "cheetah-vel": _cheetah_vel,
+    "cheetah-dir": _cheetah_dir,
+    "ant-dir": _ant_dir,
+    "hopper-params": lambda: _params_family("hopper-params", "Hopper-v5"),
+    "walker-params": lambda: _params_family("walker-params", "Walker2d-v5"),
+}
+_FAMILIES: dict[str, TaskFamily] = {}
+
+
+def list_families() -> list[str]:
+    return list(_BUILDERS)
+
+
+def get_family(name: str) -> TaskFamily:
+    """The family called ``name`` (built once, then cached)."""
+    if name not in _BUILDERS:
+        raise UnknownFamilyError(f"unknown task family {name!r}; choose one of {list_families()}")
+    if name not in _FAMILIES:
+        _FAMILIES[name] = _BUILDERS[name]()
+    return _FAMILIES[name]
+

@@ -1,0 +1,165 @@
+"""What a task family is: a gymnasium env id, its task parameters, its splits and reference returns."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from seqmeta.errors import TaskSelectionError
+
+SPLITS = ("train", "test", "all")
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """A fixed, seeded list of tasks of one family and its train/test split.
+
+    ``params`` holds one dict of env kwargs per task: ``gymnasium.make(family.env_id, **params[i])``
+    rebuilds task ``i`` exactly.
+    """
+
+    name: str
+    params: tuple[dict[str, Any], ...]
+    test_indices: tuple[int, ...]
+    description: str
+
+    def __post_init__(self) -> None:
+        bad = [i for i in self.test_indices if not 0 <= i < len(self.params)]
+        assert not bad, f"test indices {bad} out of range for {len(self.params)} tasks"
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def train_indices(self) -> tuple[int, ...]:
+        """Tasks not held out; when every task is a test task (Cheetah-Dir), all of them."""
+        held_out = set(self.test_indices)
+        train = tuple(i for i in range(len(self.params)) if i not in held_out)
+        return train or tuple(range(len(self.params)))
+
+    def split_of(self, index: int) -> str:
+        return "test" if index in self.test_indices else "train"
+
+    def select(self, tasks: str | int | Sequence[int]) -> list[int]:
+        """Resolve ``"train"``, ``"test"``, ``"all"``, an index, or a list/comma string of indices."""
+        if isinstance(tasks, str):
+            if tasks in SPLITS:
+                return {
+                    "train": list(self.train_indices),
+                    "test": list(self.test_indices),
+                    "all": list(range(len(self.params))),
+                }[tasks]
+            try:
+                tasks = [int(t) for t in tasks.split(",") if t.strip()]
+            except ValueError:
+                raise TaskSelectionError(
+                    f"tasks={tasks!r} is neither one of {SPLITS} nor a comma-separated list of task "
+                    f"indices; use e.g. --tasks test or --tasks 0,3,7"
+                ) from None
+        if isinstance(tasks, int | np.integer):
+            tasks = [int(tasks)]
+        indices = [int(t) for t in tasks]
+        if not indices:
+            raise TaskSelectionError("the task selection is empty; name at least one task")
+        bad = [i for i in indices if not 0 <= i < len(self.params)]
+        if bad:
+            raise TaskSelectionError(
+                f"task indices {bad} do not exist in task set {self.name!r}, which has "
+                f"{len(self.params)} tasks (0..{len(self.params) - 1})"
+            )
+        if len(set(indices)) != len(indices):
+            raise TaskSelectionError(f"task indices {indices} repeat a task; name each task once")
+        return indices
+
+
+@dataclass(frozen=True)
+class TaskFamily:
+    """A meta-RL task family: one environment whose reward or dynamics depend on task parameters.
+
+    Attributes:
+        name: the family's name, e.g. ``"cheetah-vel"``.
+        env_id: the registered gymnasium id; task parameters are its kwargs.
+        horizon: episode length in steps (the env's ``max_episode_steps``).
+        task_sets: named task lists; ``default_task_set`` names the one used when none is given.
+        goal_features: maps task params (one dict) to the vector a goal-conditioned behavior
+            policy sees while acting. Never stored in datasets.
+        sample_params: draws fresh task params (used to train goal-conditioned behavior policies).
+    """
+
+    name: str
+    env_id: str
+    horizon: int
+    task_sets: dict[str, TaskSet]
+    default_task_set: str
+    goal_features: Callable[[dict[str, Any]], np.ndarray]
+    sample_params: Callable[[np.random.Generator], dict[str, Any]]
+    description: str = ""
+    _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
+
+    def task_set(self, name: str | None = None) -> TaskSet:
+        name = name or self.default_task_set
+        if name not in self.task_sets:
+            raise TaskSelectionError(
+                f"family {self.name!r} has no task set {name!r}; choose one of {sorted(self.task_sets)}"
+            )
+        return self.task_sets[name]
+
+    def make_env(self, params: dict[str, Any], **kwargs: Any) -> gym.Env:
+        """One task's env, through ``gymnasium.make`` so wrappers and checks are the standard ones."""
+        return gym.make(self.env_id, **params, **kwargs)
+
+    def _space(self, which: str) -> gym.Space:
+        if which not in self._spaces:
+            env = self.make_env(self.task_set().params[0])
+            self._spaces["observation"] = env.observation_space
+            self._spaces["action"] = env.action_space
+            env.close()
+        return self._spaces[which]
+
+    @property
+    def observation_space(self) -> gym.spaces.Box:
+        return self._space("observation")  # type: ignore[return-value]
+
+    @property
+    def action_space(self) -> gym.spaces.Box:
+        return self._space("action")  # type: ignore[return-value]
+
+    def reference_returns(self, task_set: str | None = None) -> dict[str, list[float | None]]:
+        """Per-task mean returns of a uniform-random policy and of the shipped expert.
+
+        ``None`` where no measurement exists yet (a family without a trained expert).
+        Measured by ``python eval/reference_returns.py``.
+        """
+        name = task_set or self.default_task_set
+        n = len(self.task_set(name))
+        table = _reference_table().get(self.name, {}).get(name, {})
+        return {level: list(table.get(level, [None] * n)) for level in ("random", "expert")}
+
+    def normalized_score(
+        self, returns: float | np.ndarray, task_index: int, task_set: str | None = None
+    ) -> float | np.ndarray:
+        """100 * (R - random) / (expert - random): 0 is the random policy, 100 the expert."""
+        ref = self.reference_returns(task_set)
+        lo, hi = ref["random"][task_index], ref["expert"][task_index]
+        if lo is None or hi is None or math.isclose(lo, hi):
+            raise TaskSelectionError(
+                f"no reference returns for {self.name} task {task_index}; run "
+                f"`python eval/reference_returns.py --family {self.name}` to measure them"
+            )
+        return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
+
+
+@cache
+def _reference_table() -> dict[str, Any]:
+    path = resources.files("seqmeta.tasks") / "reference_returns.json"
+    if not path.is_file():
+        return {}
+    return json.loads(path.read_text())

@@ -1,0 +1,49 @@
+"""Recipe: train a family's goal-conditioned SAC behavior policy, then export its skill levels.
+
+    python training/behavior_sac.py train --family cheetah-vel            # ~40 min on one core
+    python training/behavior_sac.py train --family cheetah-vel            # again: resumes
+    python training/behavior_sac.py export --family cheetah-vel           # -> seqmeta/behavior/weights/
+
+Training checkpoints every ``--checkpoint-every`` steps and resumes from the latest checkpoint when
+run again on the same ``--output-dir``. Export picks snapshots by their logged evaluation returns
+(see ``seqmeta.behavior.export``) and writes them as safetensors inside the package.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+
+from seqmeta.behavior.export import export_skill_levels
+from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
+
+WEIGHTS = Path(__file__).resolve().parent.parent / "seqmeta" / "behavior" / "weights"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("verb", choices=["train", "export"])
+    parser.add_argument("--family", default="cheetah-vel")
+    parser.add_argument("--output-dir", default=None, help="run folder (default runs/behavior/FAMILY)")
+    parser.add_argument("--total-steps", type=int, default=BehaviorTrainConfig.total_steps)
+    parser.add_argument("--checkpoint-every", type=int, default=BehaviorTrainConfig.checkpoint_every)
+    parser.add_argument("--eval-every", type=int, default=BehaviorTrainConfig.eval_every)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    run = Path(args.output_dir or f"runs/behavior/{args.family}")
+    if args.verb == "train":
+        config = BehaviorTrainConfig(
+            family=args.family,
+            output_dir=str(run),
+            total_steps=args.total_steps,
+            checkpoint_every=args.checkpoint_every,
+            eval_every=args.eval_every,
+            seed=args.seed,
+        )
+        train_behavior_policy(config)
+    else:
+        export_skill_levels(args.family, run, WEIGHTS / args.family)
+
+
+if __name__ == "__main__":
+    main()
