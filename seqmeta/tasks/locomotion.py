@@ -15,6 +15,7 @@ new-benchmark numbers, comparable across seqmeta models, not reproductions of Mu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import mujoco
@@ -25,6 +26,18 @@ from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
 from gymnasium.envs.mujoco.walker2d_v5 import Walker2dEnv
 
 CHEETAH_CTRL_COST = 0.05
+logger = logging.getLogger(__name__)
+
+
+def _mujoco_warning(message: str) -> None:
+    # gymnasium's v5 XML files use `settotalmass`, which MuJoCo 4 flags as deprecated on every
+    # model compile; that one says nothing to a seqmeta user. Every other warning is logged.
+    if "settotalmass" not in message:
+        logger.warning("MuJoCo: %s", message)
+
+
+if mujoco.get_mju_user_warning() is None:  # never replace a handler the user installed
+    mujoco.set_mju_user_warning(_mujoco_warning)
 
 
 class CheetahVelEnv(HalfCheetahEnv):

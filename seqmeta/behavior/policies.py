@@ -1,0 +1,153 @@
+"""Behavior policies at several skill levels, batched over many envs.
+
+A behavior policy sees each env's goal features while it acts (the task is known to the data
+collector); the dataset stores only what a meta-learner may see. Quality levels:
+
+- ``expert``: the analytic expert (Point-Robot) or the best shipped SAC snapshot, deterministic.
+- ``medium``: noisy analytic expert, or a SAC snapshot about halfway between random and expert,
+  sampling its stochastic actions.
+- ``mixed``: per episode, one skill picked at random among all shipped snapshots (or noise levels).
+- ``random``: uniform over the action box.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from seqmeta.behavior.sac import Actor
+from seqmeta.errors import BehaviorPolicyError
+from seqmeta.tasks import TaskFamily
+
+QUALITIES = ("expert", "medium", "mixed", "random")
+POINT_ROBOT_NOISE = {"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)}
+
+
+class BehaviorPolicy:
+    """Acts for N envs at once. ``start_episodes`` redraws per-episode choices for some slots."""
+
+    quality: str
+
+    def __init__(self, action_space: gym.spaces.Box, num_envs: int):
+        self.low, self.high = action_space.low, action_space.high
+        self.num_envs = num_envs
+
+    def start_episodes(self, slots: np.ndarray, rng: np.random.Generator) -> None:
+        """Called with the slots whose episode is starting (all slots at first)."""
+
+    def act(self, obs: np.ndarray, goals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """(N, obs_dim) observations and (N, goal_dim) goal features -> (N, act_dim) actions."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return self.quality
+
+
+class RandomPolicy(BehaviorPolicy):
+    quality = "random"
+
+    def act(self, obs, goals, rng):
+        return rng.uniform(self.low, self.high, size=(len(obs), len(self.low))).astype(np.float32)
+
+    def describe(self) -> str:
+        return "uniform random actions"
+
+
+class PointRobotPolicy(BehaviorPolicy):
+    """a = clip(g - s, +-0.1) plus Gaussian noise whose std is drawn per episode from a range."""
+
+    def __init__(self, action_space, num_envs, quality: str):
+        super().__init__(action_space, num_envs)
+        self.quality = quality
+        self.noise_range = POINT_ROBOT_NOISE[quality]
+        self.noise = np.full(num_envs, self.noise_range[0])
+
+    def start_episodes(self, slots, rng):
+        self.noise[slots] = rng.uniform(*self.noise_range, size=len(slots))
+
+    def act(self, obs, goals, rng):
+        action = np.clip(goals - obs, self.low, self.high)
+        action = action + self.noise[:, None] * rng.standard_normal(action.shape)
+        return np.clip(action, self.low, self.high).astype(np.float32)
+
+    def describe(self) -> str:
+        lo, hi = self.noise_range
+        noise = f"noise std {lo}" if lo == hi else f"noise std ~ U[{lo}, {hi}] per episode"
+        return f"analytic expert clip(g - s, 0.1), {noise}"
+
+
+class SnapshotPolicy(BehaviorPolicy):
+    """Shipped goal-conditioned SAC actors; each episode uses one of them, chosen at its start."""
+
+    def __init__(self, action_space, num_envs, quality: str, actors: list[Actor], deterministic: bool, names):
+        super().__init__(action_space, num_envs)
+        self.quality, self.actors, self.deterministic, self.names = quality, actors, deterministic, names
+        self.choice = np.zeros(num_envs, dtype=np.int64)
+
+    def start_episodes(self, slots, rng):
+        self.choice[slots] = rng.integers(0, len(self.actors), size=len(slots))
+
+    @torch.no_grad()
+    def act(self, obs, goals, rng):
+        x = torch.from_numpy(np.concatenate([obs, goals], axis=-1).astype(np.float32))
+        out = np.empty((len(obs), len(self.low)), np.float32)
+        for k, actor in enumerate(self.actors):
+            rows = np.flatnonzero(self.choice[: len(obs)] == k)
+            if len(rows):
+                out[rows] = actor(x[rows], deterministic=self.deterministic)[0].numpy()
+        return self.low + (out + 1.0) * 0.5 * (self.high - self.low)
+
+    def describe(self) -> str:
+        mode = "deterministic" if self.deterministic else "stochastic"
+        return f"goal-conditioned SAC snapshot(s) {', '.join(self.names)} ({mode})"
+
+
+def _weights_dir(family: str):
+    return resources.files("seqmeta.behavior") / "weights" / family
+
+
+@cache
+def shipped_levels(family: str) -> dict:
+    """The ``levels.json`` shipped for a family, or {} when it has no trained behavior policy."""
+    path = _weights_dir(family) / "levels.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def available_qualities(family: TaskFamily) -> list[str]:
+    if family.name in ("point-robot", "point-robot-sparse"):
+        return list(QUALITIES)
+    return [q for q in QUALITIES if q in shipped_levels(family.name).get("levels", {})] + ["random"]
+
+
+def load_actor(path) -> Actor:
+    """Rebuild an ``Actor`` from a safetensors snapshot (dims are in its metadata)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        dims = json.loads(f.metadata()["dims"])
+    actor = Actor(dims["obs_dim"], dims["goal_dim"], dims["act_dim"], dims["hidden"])
+    actor.load_state_dict(load_file(str(path)))
+    return actor.eval()
+
+
+def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> BehaviorPolicy:
+    """The behavior policy of ``family`` at ``quality``, acting for ``num_envs`` envs."""
+    if quality not in available_qualities(family):
+        raise BehaviorPolicyError(
+            f"no {quality!r} behavior policy for {family.name}; available: {available_qualities(family)}. "
+            f"Train one with `python training/behavior_sac.py train --family {family.name}` and export it."
+        )
+    space = family.action_space
+    if quality == "random":
+        return RandomPolicy(space, num_envs)
+    if family.name in ("point-robot", "point-robot-sparse"):
+        return PointRobotPolicy(space, num_envs, quality)
+    level = shipped_levels(family.name)["levels"][quality]
+    actors = [load_actor(_weights_dir(family.name) / f"{name}.safetensors") for name in level["snapshots"]]
+    return SnapshotPolicy(space, num_envs, quality, actors, level["deterministic"], level["snapshots"])

@@ -1,0 +1,285 @@
+"""The seqmeta trajectory dataset: a Hugging Face ``datasets`` folder, one row per step.
+
+On disk (``datasets.load_from_disk(folder)`` opens it)::
+
+    folder/
+      data-*.arrow, dataset_info.json, state.json    the steps (``Dataset.save_to_disk``)
+      seqmeta.json                                   family, task table, qualities, normalization stats
+      README.md                                      dataset card
+
+Columns: episode_index, task_index, timestep, observation, action, reward, terminated, truncated,
+return_to_go, quality. Episodes are contiguous and in order, so an episode is a row range.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import datasets
+import jinja2
+import numpy as np
+import pyarrow as pa
+
+from seqmeta import __version__
+from seqmeta.data.episodes import Episodes
+from seqmeta.errors import DatasetFormatError, DatasetNotFoundError
+from seqmeta.io import atomic_directory, atomic_write_json
+from seqmeta.tasks import TaskFamily, get_family
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_FILE = "seqmeta.json"
+COLUMNS = (
+    "episode_index",
+    "task_index",
+    "timestep",
+    "observation",
+    "action",
+    "reward",
+    "terminated",
+    "truncated",
+    "return_to_go",
+    "quality",
+)
+
+
+def features(obs_dim: int, act_dim: int) -> datasets.Features:
+    vector = lambda n: datasets.List(datasets.Value("float32"), length=n)  # noqa: E731
+    return datasets.Features(
+        {
+            "episode_index": datasets.Value("int64"),
+            "task_index": datasets.Value("int64"),
+            "timestep": datasets.Value("int64"),
+            "observation": vector(obs_dim),
+            "action": vector(act_dim),
+            "reward": datasets.Value("float32"),
+            "terminated": datasets.Value("bool"),
+            "truncated": datasets.Value("bool"),
+            "return_to_go": datasets.Value("float32"),
+            "quality": datasets.Value("string"),
+        }
+    )
+
+
+def to_hf_dataset(episodes: Episodes) -> datasets.Dataset:
+    """Columns straight from numpy into Arrow (no per-row Python)."""
+    n_steps, obs_dim = episodes.observations.shape
+    act_dim = episodes.actions.shape[1]
+    episode_index = np.repeat(np.arange(episodes.num_episodes), episodes.lengths)
+    timestep = np.arange(n_steps) - np.repeat(episodes.starts, episodes.lengths)
+    quality = np.repeat(episodes.quality.astype(str), episodes.lengths)
+    table = pa.table(
+        {
+            "episode_index": episode_index,
+            "task_index": np.repeat(episodes.task_index, episodes.lengths),
+            "timestep": timestep,
+            "observation": pa.FixedSizeListArray.from_arrays(episodes.observations.ravel(), obs_dim),
+            "action": pa.FixedSizeListArray.from_arrays(episodes.actions.ravel(), act_dim),
+            "reward": episodes.rewards.astype(np.float32),
+            "terminated": episodes.terminated,
+            "truncated": episodes.truncated,
+            "return_to_go": episodes.returns_to_go(),
+            "quality": pa.array(quality, pa.string()),
+        }
+    )
+    ds = datasets.Dataset(datasets.table.InMemoryTable(table))
+    return ds.cast(features(obs_dim, act_dim)) if ds.features != features(obs_dim, act_dim) else ds
+
+
+def normalization_stats(episodes: Episodes) -> dict[str, Any]:
+    obs = episodes.observations.astype(np.float64)
+    returns = episodes.episode_returns
+    return {
+        "observation_mean": obs.mean(0).tolist(),
+        "observation_std": np.maximum(obs.std(0), 1e-6).tolist(),
+        "action_min": episodes.actions.min(0).tolist(),
+        "action_max": episodes.actions.max(0).tolist(),
+        "reward_mean": float(episodes.rewards.mean()),
+        "reward_std": float(episodes.rewards.std()),
+        "return_min": float(returns.min()),
+        "return_max": float(returns.max()),
+        "return_mean": float(returns.mean()),
+        "return_scale": float(max(np.abs(returns).max(), 1e-6)),
+        "episode_length_mean": float(episodes.lengths.mean()),
+    }
+
+
+def write_dataset(
+    episodes: Episodes,
+    family: TaskFamily,
+    out: str | os.PathLike,
+    task_set: str | None = None,
+    behavior: dict[str, str] | None = None,
+    command: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Validate ``episodes`` and write them as a seqmeta dataset folder, atomically.
+
+    ``behavior`` maps each quality to a description of the policy that produced it.
+    """
+    task_set_obj = family.task_set(task_set)
+    episodes.validate(family, len(task_set_obj))
+    ds = to_hf_dataset(episodes)
+    counts = np.bincount(episodes.task_index, minlength=len(task_set_obj))
+    returns = episodes.episode_returns
+    qualities = {}
+    for q in dict.fromkeys(episodes.quality.tolist()):
+        mask = episodes.quality == q
+        qualities[q] = {
+            "behavior": (behavior or {}).get(q, "imported"),
+            "episodes": int(mask.sum()),
+            "mean_return": float(returns[mask].mean()),
+        }
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "family": family.name,
+        "task_set": task_set_obj.name,
+        "env_id": family.env_id,
+        "horizon": family.horizon,
+        "observation_dim": int(episodes.observations.shape[1]),
+        "action_dim": int(episodes.actions.shape[1]),
+        "action_low": family.action_space.low.tolist(),
+        "action_high": family.action_space.high.tolist(),
+        "num_episodes": episodes.num_episodes,
+        "num_steps": int(episodes.lengths.sum()),
+        "tasks": [
+            {"task_index": i, "split": task_set_obj.split_of(i), "num_episodes": int(counts[i]), "params": p}
+            for i, p in enumerate(task_set_obj.params)
+        ],
+        "qualities": qualities,
+        "stats": normalization_stats(episodes),
+        "collection": {"command": command, "seqmeta_version": __version__},
+    }
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        ds.save_to_disk(str(tmp))
+        atomic_write_json(tmp / META_FILE, meta)
+        (tmp / "README.md").write_text(render_dataset_card(meta))
+    logger.info("wrote %d episodes (%d steps) to %s", meta["num_episodes"], meta["num_steps"], out)
+    return Path(out)
+
+
+def render_dataset_card(meta: dict[str, Any]) -> str:
+    template = (resources.files("seqmeta") / "templates" / "dataset_card.md.j2").read_text()
+    family = get_family(meta["family"])
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    env.filters["fmt"] = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)
+    return env.from_string(template).render(
+        meta=meta, family=family, task_set=family.task_set(meta["task_set"]), columns=COLUMNS
+    )
+
+
+@dataclass
+class TrajectoryDataset:
+    """A loaded seqmeta dataset: the HF dataset, its metadata, and numpy views for fast sampling."""
+
+    hf: datasets.Dataset
+    meta: dict[str, Any]
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrajectoryDataset:
+        path = Path(path)
+        if not (path / META_FILE).is_file() or not (path / "state.json").is_file():
+            raise DatasetNotFoundError(
+                f"{path} is not a complete seqmeta dataset (no {META_FILE} or state.json); create one "
+                f"with `seqmeta collect ... --out {path}` or an importer"
+            )
+        try:
+            hf = datasets.load_from_disk(str(path))
+        except (OSError, pa.ArrowInvalid, ValueError) as e:
+            raise DatasetFormatError(
+                f"{path}: the Arrow data cannot be read ({e}); the folder is truncated or corrupt, "
+                f"re-create it"
+            ) from e
+        missing = [c for c in COLUMNS if c not in hf.column_names]
+        if missing:
+            raise DatasetFormatError(
+                f"{path}: missing columns {missing}; a seqmeta dataset has {list(COLUMNS)}. Re-create "
+                f"it with `seqmeta collect` or one of the importers"
+            )
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise DatasetFormatError(
+                f"{path}: format version {meta.get('format_version')}, this seqmeta reads "
+                f"{FORMAT_VERSION}; upgrade seqmeta or re-create the dataset"
+            )
+        dataset = cls(hf=hf, meta=meta, path=path)
+        dataset._check_episodes()
+        return dataset
+
+    @cached_property
+    def family(self) -> TaskFamily:
+        return get_family(self.meta["family"])
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self.meta["stats"]
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as a numpy array (fixed-size list columns as (N, width)); copied once."""
+        return self._columns[name]
+
+    @cached_property
+    def _columns(self) -> dict[str, np.ndarray]:
+        table = self.hf.data.table
+        out = {}
+        for name in COLUMNS:
+            if name == "quality":
+                continue
+            chunked = table.column(name)
+            array = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+            if pa.types.is_fixed_size_list(array.type):
+                width = array.type.list_size
+                out[name] = array.flatten().to_numpy(zero_copy_only=False).reshape(-1, width)
+            else:
+                out[name] = array.to_numpy(zero_copy_only=False)
+        return out
+
+    @cached_property
+    def episodes(self) -> dict[str, np.ndarray]:
+        """Per-episode table: start row, length, task index, return."""
+        episode_index = self.column("episode_index")
+        starts = np.flatnonzero(np.diff(episode_index, prepend=-1))
+        lengths = np.diff(np.append(starts, len(episode_index)))
+        rewards = self.column("reward").astype(np.float64)
+        return {
+            "start": starts.astype(np.int64),
+            "length": lengths.astype(np.int64),
+            "task_index": self.column("task_index")[starts],
+            "return": np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0),
+        }
+
+    def _check_episodes(self) -> None:
+        episode_index = self.column("episode_index")
+        if len(episode_index) == 0:
+            raise DatasetFormatError(f"{self.path}: the dataset has no steps; re-create it")
+        ep = self.episodes
+        expected = np.arange(len(episode_index)) - np.repeat(ep["start"], ep["length"])
+        ids = episode_index[ep["start"]]
+        if (np.diff(ids) <= 0).any() or not np.array_equal(self.column("timestep"), expected):
+            raise DatasetFormatError(
+                f"{self.path}: episodes are not stored as contiguous, ordered row ranges with timesteps "
+                f"0..T-1; re-create the dataset with seqmeta (do not shuffle or filter its rows)"
+            )
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def __repr__(self) -> str:
+        return (
+            f"TrajectoryDataset({self.meta['family']}, {self.meta['num_episodes']} episodes, "
+            f"{self.meta['num_steps']} steps, qualities={list(self.meta['qualities'])}, path={self.path})"
+        )
+
+
+def load_trajectories(path: str | os.PathLike) -> TrajectoryDataset:
+    """Open a seqmeta dataset folder (the output of ``seqmeta collect`` or an importer)."""
+    return TrajectoryDataset.load(path)
