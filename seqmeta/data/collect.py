@@ -98,3 +98,37 @@ def measure_returns(
     sums = np.bincount(episodes.task_index, weights=episodes.episode_returns, minlength=n_tasks)
     return sums / np.bincount(episodes.task_index, minlength=n_tasks)
 
+
+
+def collect_dataset(
+    family: str | TaskFamily,
+    qualities: str | Sequence[str],
+    out: str,
+    tasks: str | Sequence[int] = "all",
+    episodes_per_task: int = 20,
+    task_set: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    command: str = "",
+    progress: bool = True,
+):
+    """Roll out each quality level on the selected tasks and write one dataset folder to ``out``.
+
+    ``tasks`` is ``"train"``, ``"test"``, ``"all"``, or task indices. Returns the loaded
+    ``TrajectoryDataset``. Nothing is written at ``out`` unless collection completes.
+    """
+    from seqmeta.data.dataset import load_trajectories, write_dataset
+    from seqmeta.tasks import get_family
+
+    family = get_family(family) if isinstance(family, str) else family
+    qualities = [q.strip() for q in qualities.split(",")] if isinstance(qualities, str) else list(qualities)
+    indices = family.task_set(task_set).select(tasks)
+    behavior, parts = {}, []
+    for k, quality in enumerate(qualities):
+        policy = load_behavior_policy(family, quality, 1)  # validates the quality before any rollout
+        behavior[quality] = policy.describe()
+        parts.append(rollout(family, quality, indices, episodes_per_task, task_set, seed + 1000 * k, progress))
+    write_dataset(
+        Episodes.concatenate(parts), family, out, task_set, behavior=behavior, command=command, overwrite=overwrite
+    )
+    return load_trajectories(out)

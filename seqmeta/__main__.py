@@ -1,0 +1,5 @@
+import sys
+
+from seqmeta.cli import main
+
+sys.exit(main())

@@ -1,0 +1,177 @@
+"""The ``seqmeta`` command line: one verb per step of the data flow.
+
+    seqmeta families                      list task families, task sets, splits and behavior levels
+    seqmeta collect ...                   roll out behavior policies into a dataset
+    seqmeta import-hdf5 ...               D4RL-style HDF5 files (one per task) into a dataset
+    seqmeta import-minari ...             Minari datasets into a dataset
+    seqmeta info DIR                      summarize a dataset
+    seqmeta demo                          the main job on its embedded default
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+
+from seqmeta.errors import SeqmetaError
+
+logger = logging.getLogger("seqmeta")
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    return "seqmeta " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+
+
+def cmd_families(args: argparse.Namespace) -> None:
+    from seqmeta.behavior.policies import available_qualities
+    from seqmeta.tasks import get_family, list_families
+
+    for name in list_families():
+        family = get_family(name)
+        print(f"{name}: {family.description}")
+        print(f"  env {family.env_id}, horizon {family.horizon}, behavior: {', '.join(available_qualities(family))}")
+        for set_name, ts in family.task_sets.items():
+            default = " (default)" if set_name == family.default_task_set else ""
+            print(f"  task set {set_name}{default}: {len(ts)} tasks, test {list(ts.test_indices)}; {ts.description}")
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from seqmeta.data.collect import collect_dataset
+
+    dataset = collect_dataset(
+        args.family,
+        args.quality,
+        args.out,
+        tasks=args.tasks,
+        episodes_per_task=args.episodes_per_task,
+        task_set=args.task_set,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        command=args.command_line,
+    )
+    _print_summary(dataset)
+
+
+def cmd_import_hdf5(args: argparse.Namespace) -> None:
+    from seqmeta.data.importers import import_hdf5
+
+    files = {}
+    for item in args.file:
+        task, sep, path = item.partition("=")
+        if not sep or not task.strip().isdigit():
+            raise SystemExit(f"--file takes TASK_INDEX=PATH (e.g. --file 3=task3.hdf5), got {item!r}")
+        files[int(task)] = path
+    dataset = import_hdf5(
+        files, args.family, args.out, args.task_set, args.quality, args.overwrite, args.command_line
+    )
+    _print_summary(dataset)
+
+
+def cmd_import_minari(args: argparse.Namespace) -> None:
+    from seqmeta.data.importers import import_minari
+
+    dataset = import_minari(
+        args.dataset,
+        args.family,
+        args.out,
+        args.task_set,
+        args.task_index,
+        args.quality,
+        args.overwrite,
+        args.command_line,
+    )
+    _print_summary(dataset)
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    from seqmeta.data.dataset import load_trajectories
+
+    _print_summary(load_trajectories(args.path))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from seqmeta.demo import run_demo
+
+    run_demo(args.output_dir, episodes_per_task=args.episodes_per_task, overwrite=args.overwrite)
+
+
+def _print_summary(dataset) -> None:
+    meta = dataset.meta
+    print(
+        f"{dataset.path}: {meta['family']} (task set {meta['task_set']}), {meta['num_episodes']} episodes, "
+        f"{meta['num_steps']} steps"
+    )
+    for name, q in meta["qualities"].items():
+        print(f"  {name:>8}: {q['episodes']:5d} episodes, mean return {q['mean_return']:9.2f}  ({q['behavior']})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqmeta", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = verbs.add_parser("families", help="list task families, task sets, splits and behavior levels")
+    p.set_defaults(func=cmd_families)
+
+    def dataset_target(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--family", required=True, help="task family, e.g. cheetah-vel (see `seqmeta families`)")
+        p.add_argument("--task-set", default=None, help="named task list of the family (default: its default)")
+        p.add_argument("--out", required=True, help="output dataset folder (written atomically)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+    p = verbs.add_parser("collect", help="roll out behavior policies into a dataset")
+    dataset_target(p)
+    p.add_argument("--quality", default="expert", help="expert, medium, mixed, random, or a comma list")
+    p.add_argument("--tasks", default="all", help="train, test, all, or task indices like 0,3,7")
+    p.add_argument("--episodes-per-task", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_collect)
+
+    p = verbs.add_parser("import-hdf5", help="D4RL-style HDF5 files (one per task) into a dataset")
+    dataset_target(p)
+    p.add_argument("--file", action="append", required=True, help="TASK_INDEX=PATH; repeat per task")
+    p.add_argument("--quality", default="imported", help="quality label of the imported episodes")
+    p.set_defaults(func=cmd_import_hdf5)
+
+    p = verbs.add_parser("import-minari", help="Minari datasets into a dataset")
+    dataset_target(p)
+    p.add_argument("--dataset", action="append", required=True, help="Minari dataset id; repeat per task")
+    p.add_argument(
+        "--task-index", type=int, action="append", default=None,
+        help="task of each --dataset, in order (default: read from the recorded env kwargs)",
+    )
+    p.add_argument("--quality", default=None, help="quality label (default: the dataset name, e.g. expert)")
+    p.set_defaults(func=cmd_import_minari)
+
+    p = verbs.add_parser("info", help="summarize a dataset folder")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_info)
+
+    p = verbs.add_parser("demo", help="the main job on its embedded default (collects the demo datasets)")
+    p.add_argument("--output-dir", default="outputs/demo")
+    p.add_argument("--episodes-per-task", type=int, default=10)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = _command_line(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        args.func(args)
+    except (SeqmetaError, FileExistsError) as e:
+        print(f"seqmeta {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Context windows and trajectory prompts, sampled as one vectorized gather per batch.
+
+Both samplers cut ``length``-step slices that *end* at a sampled step and are left-padded where
+they would start before their episode: a window ending at step t holds steps t-K+1..t, exactly what
+an agent has seen at step t of an episode. No per-sample Python runs on the hot path; state is a
+numpy ``Generator`` whose state can be saved and restored (``state_dict`` / ``load_state_dict``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from seqmeta.data.dataset import TrajectoryDataset
+from seqmeta.errors import TaskSelectionError
+
+STEP_FIELDS = ("observation", "action", "reward", "return_to_go")
+
+
+class _Slicer:
+    """Shared gather: rows [end-length+1, end], left-padded where they precede the episode start.
+
+    All float step fields live side by side in one (N + 1, D) matrix, so a batch is a single
+    ``np.take``; its last row is zeros and padded slots point at it.
+    """
+
+    def __init__(self, dataset: TrajectoryDataset):
+        columns = [dataset.column(name).reshape(len(dataset), -1) for name in STEP_FIELDS]
+        widths = [c.shape[1] for c in columns]
+        self.packed = np.zeros((len(dataset) + 1, sum(widths)), np.float32)
+        np.concatenate(columns, axis=1, out=self.packed[:-1])
+        self.pad_row = len(dataset)
+        bounds = np.cumsum([0, *widths])
+        self.fields = {
+            name: (slice(lo, hi) if name in ("observation", "action") else lo)
+            for name, lo, hi in zip(STEP_FIELDS, bounds[:-1], bounds[1:], strict=True)
+        }
+        self.episodes = dataset.episodes
+
+    def gather(self, ends: np.ndarray, step_in_episode: np.ndarray, length: int) -> dict[str, np.ndarray]:
+        """Slices ending at rows ``ends`` (any shape S), which are ``step_in_episode`` into their episode."""
+        timestep = step_in_episode[..., None] + np.arange(1 - length, 1)  # (S..., L)
+        mask = timestep >= 0
+        rows = np.where(mask, ends[..., None] - step_in_episode[..., None] + timestep, self.pad_row)
+        values = np.take(self.packed, rows, axis=0)  # (S..., L, D): one gather for every field
+        out = {name: values[..., index] for name, index in self.fields.items()}
+        out["timestep"] = np.maximum(timestep, 0)
+        out["attention_mask"] = mask
+        return out
+
+
+class WindowSampler:
+    """K-step context windows from the episodes of some tasks, episodes chosen by length.
+
+    Sampling the window's last step uniformly over all steps of the allowed episodes is the same as
+    choosing an episode with probability proportional to its length, then a step in it.
+
+    Returns dicts of numpy arrays: observation (B, K, obs_dim), action (B, K, act_dim), reward,
+    return_to_go, timestep, attention_mask (B, K), and task_index, episode_index (B,) where
+    episode_index is the row of ``dataset.episodes``.
+    """
+
+    def __init__(
+        self,
+        dataset: TrajectoryDataset,
+        context_length: int,
+        batch_size: int,
+        tasks: Sequence[int] | None = None,
+        seed: int = 0,
+    ):
+        if context_length < 1 or batch_size < 1:
+            raise ValueError(f"context_length and batch_size must be >= 1, got {context_length}, {batch_size}")
+        self.context_length, self.batch_size = context_length, batch_size
+        self.slicer = _Slicer(dataset)
+        ep = dataset.episodes
+        allowed = np.ones(len(ep["start"]), bool) if tasks is None else np.isin(ep["task_index"], list(tasks))
+        if not allowed.any():
+            raise TaskSelectionError(f"the dataset has no episodes of tasks {list(tasks or [])}")
+        self.episode_ids = np.flatnonzero(allowed)
+        # Cumulative step counts of the allowed episodes: a uniform draw over steps picks an episode.
+        self._cum_lengths = np.cumsum(ep["length"][self.episode_ids])
+        self._episodes = ep
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> dict[str, np.ndarray]:
+        draw = self.rng.integers(0, self._cum_lengths[-1], size=self.batch_size)
+        which = np.searchsorted(self._cum_lengths, draw, side="right")
+        episode = self.episode_ids[which]
+        step_in_episode = draw - (self._cum_lengths[which] - self._episodes["length"][episode])
+        ends = self._episodes["start"][episode] + step_in_episode
+        batch = self.slicer.gather(ends, step_in_episode, self.context_length)
+        batch["task_index"] = self._episodes["task_index"][episode]
+        batch["episode_index"] = episode
+        return batch
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+    def state_dict(self) -> dict[str, str]:
+        return {"rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
+
+
+class PromptSampler:
+    """J prompt segments of K* steps each, from episodes of the window's task other than its own.
+
+    A segment ends at a uniformly drawn step at least ``min(K*, T) - 1`` into its episode, so an
+    episode shorter than K* is taken whole (left-padded). Returns (B, J, K*, ...) arrays with the
+    same keys as ``WindowSampler`` (rewards included, so prompts identify tasks by their rewards).
+    """
+
+    def __init__(self, dataset: TrajectoryDataset, num_segments: int, segment_length: int, seed: int = 0):
+        if num_segments < 1 or segment_length < 1:
+            raise ValueError(f"num_segments and segment_length must be >= 1, got {num_segments}, {segment_length}")
+        self.num_segments, self.segment_length = num_segments, segment_length
+        self.slicer = _Slicer(dataset)
+        ep = self._episodes = dataset.episodes
+        # Episodes grouped by task: order[group_start[t] : group_start[t] + count[t]] are task t's.
+        self._order = np.argsort(ep["task_index"], kind="stable")
+        n_tasks = int(ep["task_index"].max()) + 1
+        self._count = np.bincount(ep["task_index"], minlength=n_tasks)
+        self._group_start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
+        self._rank = np.empty(len(self._order), np.int64)
+        self._rank[self._order] = np.arange(len(self._order)) - self._group_start[ep["task_index"][self._order]]
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, task_index: np.ndarray, exclude_episode: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Prompts for a batch: ``task_index`` (B,), and the episode each window came from (B,)."""
+        task_index = np.asarray(task_index)
+        if task_index.max() >= len(self._count) or (self._count[task_index] < 2).any():
+            lonely = sorted({int(t) for t in task_index if t >= len(self._count) or self._count[t] < 2})
+            raise TaskSelectionError(
+                f"tasks {lonely} have fewer than two episodes in the dataset; a prompt must come from "
+                f"another episode of the same task, so collect at least 2 episodes per task"
+            )
+        shape = (len(task_index), self.num_segments)
+        count = self._count[task_index][:, None]
+        if exclude_episode is None:
+            k = self.rng.integers(0, count, size=shape)
+        else:  # draw among the other count-1 episodes, skipping the excluded one's slot
+            k = self.rng.integers(0, count - 1, size=shape)
+            k += k >= self._rank[np.asarray(exclude_episode)][:, None]
+        episode = self._order[self._group_start[task_index][:, None] + k]  # (B, J)
+        length = self._episodes["length"][episode]
+        first_end = np.minimum(self.segment_length, length) - 1
+        end_in_episode = first_end + (self.rng.random(shape) * (length - first_end)).astype(np.int64)
+        ends = self._episodes["start"][episode] + end_in_episode
+        batch = self.slicer.gather(ends, end_in_episode, self.segment_length)
+        batch["episode_index"] = episode
+        return batch
+
+    def state_dict(self) -> dict[str, str]:
+        return {"rng": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self.rng.bit_generator.state = json.loads(state["rng"])
