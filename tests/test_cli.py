@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+import datasets
+import h5py
+import numpy as np
+
+from seqmeta.cli import main
+
+
+def test_help_lists_the_verbs():
+    out = subprocess.run([sys.executable, "-m", "seqmeta", "--help"], capture_output=True, text=True, check=True)
+    for verb in ("families", "collect", "import-hdf5", "import-minari", "info", "demo"):
+        assert verb in out.stdout
+
+
+def test_collect_then_info(tmp_path, capsys):
+    out = tmp_path / "pr"
+    argv = ["collect", "--family", "point-robot-sparse", "--quality", "expert,random", "--tasks", "test",
+            "--episodes-per-task", "3", "--out", str(out)]
+    assert main(argv) == 0
+    ds = datasets.load_from_disk(str(out))
+    assert len(ds) == 2 * 5 * 3 * 20 and set(ds.unique("quality")) == {"expert", "random"}
+    assert main(["info", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "expert" in printed and "30 episodes" in printed
+    assert "seqmeta collect --family point-robot-sparse" in (out / "README.md").read_text()
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["collect", "--family", "cheetah-speed", "--out", str(tmp_path / "x")]) == 2
+    assert "unknown task family 'cheetah-speed'" in capsys.readouterr().err
+    assert main(["collect", "--family", "point-robot", "--tasks", "3,99", "--out", str(tmp_path / "x")]) == 2
+    assert "[99] do not exist" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "nothing")]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_import_hdf5_verb(tmp_path):
+    n = 40
+    with h5py.File(tmp_path / "t.hdf5", "w") as f:
+        f["observations"] = np.zeros((n, 2), np.float32)
+        f["actions"] = np.zeros((n, 2), np.float32)
+        f["rewards"] = np.ones(n, np.float32)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = np.arange(n) % 20 == 19
+    assert main(["import-hdf5", "--family", "point-robot", "--file", f"3={tmp_path / 't.hdf5'}",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert datasets.load_from_disk(str(tmp_path / "o"))["return_to_go"][0] == 20.0

@@ -1,0 +1,166 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import datasets
+import numpy as np
+import pytest
+
+import seqmeta
+from seqmeta.data import dataset as dataset_module
+from seqmeta.data.collect import collect_dataset, rollout
+from seqmeta.data.dataset import COLUMNS, load_trajectories, write_dataset
+from seqmeta.errors import BehaviorPolicyError, DatasetFormatError, DatasetNotFoundError
+
+from .conftest import make_episodes
+
+
+def test_collected_dataset_opens_with_datasets_and_has_the_schema(point_robot_dataset):
+    hf = datasets.load_from_disk(str(point_robot_dataset.path))
+    assert tuple(hf.column_names) == COLUMNS
+    assert hf.features["observation"].length == 2 and hf.features["action"].length == 2
+    assert len(hf) == 4 * 4 * 50 * 20  # qualities x episodes x tasks x steps
+    meta = point_robot_dataset.meta
+    assert [t["num_episodes"] for t in meta["tasks"]] == [16] * 50
+    assert {t["split"] for t in meta["tasks"] if t["task_index"] >= 45} == {"test"}
+    assert set(meta["qualities"]) == {"expert", "medium", "mixed", "random"}
+    assert len(meta["stats"]["observation_mean"]) == 2
+    card = (point_robot_dataset.path / "README.md").read_text()
+    assert "reinforcement-learning" in card and "| expert |" in card
+
+
+def test_return_to_go_and_episode_layout(point_robot_dataset):
+    d = point_robot_dataset
+    ep = d.episodes
+    for e in (0, 7, len(ep["start"]) - 1):
+        rows = slice(ep["start"][e], ep["start"][e] + ep["length"][e])
+        rewards = d.column("reward")[rows].astype(np.float64)
+        np.testing.assert_allclose(d.column("return_to_go")[rows], np.cumsum(rewards[::-1])[::-1], rtol=1e-5, atol=1e-5)
+        assert d.column("truncated")[rows][-1] and not d.column("truncated")[rows][:-1].any()
+
+
+def test_quality_levels_are_ordered(point_robot_dataset):
+    q = point_robot_dataset.meta["qualities"]
+    assert q["expert"]["mean_return"] > q["medium"]["mean_return"] > q["random"]["mean_return"]
+    assert q["expert"]["mean_return"] > q["mixed"]["mean_return"] > q["random"]["mean_return"]
+
+
+def test_collection_is_deterministic_for_a_seed(point_family):
+    a = rollout(point_family, "mixed", [0, 1], 3, seed=5, progress=False)
+    b = rollout(point_family, "mixed", [0, 1], 3, seed=5, progress=False)
+    c = rollout(point_family, "mixed", [0, 1], 3, seed=6, progress=False)
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert not np.array_equal(a.actions, c.actions)
+    assert list(a.task_index) == [0, 0, 0, 1, 1, 1]
+
+
+def test_cheetah_vel_collection_with_random_policy(tmp_path):
+    d = collect_dataset("cheetah-vel", "random", str(tmp_path / "cv"), tasks="2,7", episodes_per_task=1, progress=False)
+    assert d.column("observation").shape == (400, 17) and d.column("action").shape == (400, 6)
+    assert sorted(set(d.column("task_index").tolist())) == [2, 7]
+
+
+@pytest.mark.parametrize("family", ["cheetah-vel", "cheetah-dir"])
+def test_shipped_policies_collect_every_level(tmp_path, family):
+    from seqmeta.behavior.policies import available_qualities
+
+    levels = available_qualities(seqmeta.get_family(family))
+    if levels == ["random"]:
+        pytest.skip(f"no shipped {family} behavior policy in this checkout")
+    d = collect_dataset(family, levels, str(tmp_path / family), tasks="0", episodes_per_task=1, progress=False)
+    assert set(d.meta["qualities"]) == set(levels)
+    returns = {q: v["mean_return"] for q, v in d.meta["qualities"].items()}
+    assert returns["expert"] > returns["random"]
+
+
+def test_unknown_quality_names_the_available_ones(point_family, tmp_path):
+    with pytest.raises(BehaviorPolicyError, match="available"):
+        collect_dataset("ant-dir", "expert", str(tmp_path / "x"), progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path, point_family):
+    out = tmp_path / "d"
+    collect_dataset(point_family, "expert", str(out), tasks="0", episodes_per_task=2, progress=False)
+    before = (out / "seqmeta.json").read_text()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        collect_dataset(point_family, "random", str(out), tasks="0", episodes_per_task=2, progress=False)
+    assert (out / "seqmeta.json").read_text() == before
+    collect_dataset(point_family, "random", str(out), tasks="0", episodes_per_task=2, overwrite=True, progress=False)
+    assert list(load_trajectories(out).meta["qualities"]) == ["random"]
+
+
+def test_crash_while_writing_leaves_no_dataset(tmp_path, point_family, monkeypatch):
+    def boom(meta):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(dataset_module, "render_dataset_card", boom)  # dies after the Arrow data is written
+    with pytest.raises(RuntimeError):
+        write_dataset(make_episodes([20] * 5), point_family, tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_killed_collection_leaves_no_folder_that_looks_complete(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqmeta", "collect", "--family", "cheetah-vel", "--quality", "random",
+         "--episodes-per-task", "50", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    with pytest.raises(DatasetNotFoundError):
+        load_trajectories(out)
+
+
+def test_bad_episodes_are_refused_with_the_fix(point_family, tmp_path):
+    eps = make_episodes([20, 20])
+    eps.observations = np.zeros((40, 3), np.float32)
+    with pytest.raises(DatasetFormatError, match="2-dimensional"):
+        write_dataset(eps, point_family, tmp_path / "a")
+    eps = make_episodes([20, 20])
+    eps.rewards[25] = np.nan
+    with pytest.raises(DatasetFormatError, match=r"NaN or inf at step 25 \(episode 1\)"):
+        write_dataset(eps, point_family, tmp_path / "b")
+    eps = make_episodes([20, 0, 20])
+    with pytest.raises(DatasetFormatError, match="episode 1 is empty"):
+        write_dataset(eps, point_family, tmp_path / "c")
+    eps = make_episodes([20], tasks=[50])
+    with pytest.raises(DatasetFormatError, match="task index 50"):
+        write_dataset(eps, point_family, tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_dataset_folders_are_named(point_family, tmp_path):
+    path = write_dataset(make_episodes([20] * 5), point_family, tmp_path / "d")
+    with pytest.raises(DatasetNotFoundError, match="seqmeta collect"):
+        load_trajectories(tmp_path / "nothing")
+    arrow = next(path.glob("data-*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    with pytest.raises(DatasetFormatError, match="truncated or corrupt"):
+        load_trajectories(path)
+
+    path = write_dataset(make_episodes([20] * 5), point_family, tmp_path / "e")
+    hf = datasets.load_from_disk(str(path)).remove_columns(["return_to_go"])
+    hf.save_to_disk(str(tmp_path / "f"))
+    (tmp_path / "f" / "seqmeta.json").write_text((path / "seqmeta.json").read_text())
+    with pytest.raises(DatasetFormatError, match=r"missing columns \['return_to_go'\]"):
+        load_trajectories(tmp_path / "f")
+
+    shuffled = datasets.load_from_disk(str(path)).shuffle(seed=0).flatten_indices()
+    shuffled.save_to_disk(str(tmp_path / "g"))
+    (tmp_path / "g" / "seqmeta.json").write_text((path / "seqmeta.json").read_text())
+    with pytest.raises(DatasetFormatError, match="contiguous"):
+        load_trajectories(tmp_path / "g")
+
+
+def test_metadata_is_plain_json(point_robot_dataset):
+    meta = json.loads((point_robot_dataset.path / "seqmeta.json").read_text())
+    assert meta["family"] == "point-robot" and meta["format_version"] == 1
+    assert not any(p.suffix in (".pkl", ".pickle") for p in point_robot_dataset.path.iterdir())
+    assert os.path.basename(point_robot_dataset.path) == "point-robot"
