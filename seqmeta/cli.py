@@ -1,11 +1,11 @@
 """The ``seqmeta`` command line: one verb per step of the data flow.
 
-    seqmeta families                      list task families, task sets, splits and behavior levels
-    seqmeta collect ...                   roll out behavior policies into a dataset
-    seqmeta import-hdf5 ...               D4RL-style HDF5 files (one per task) into a dataset
-    seqmeta import-minari ...             Minari datasets into a dataset
-    seqmeta info DIR                      summarize a dataset
-    seqmeta demo                          the main job on its embedded default
+seqmeta families                      list task families, task sets, splits and behavior levels
+seqmeta collect ...                   roll out behavior policies into a dataset
+seqmeta import-hdf5 ...               D4RL-style HDF5 files (one per task) into a dataset
+seqmeta import-minari ...             Minari datasets into a dataset
+seqmeta info DIR                      summarize a dataset
+seqmeta demo                          the main job on its embedded default
 """
 
 from __future__ import annotations
@@ -64,9 +64,7 @@ def cmd_import_hdf5(args: argparse.Namespace) -> None:
         if not sep or not task.strip().isdigit():
             raise SystemExit(f"--file takes TASK_INDEX=PATH (e.g. --file 3=task3.hdf5), got {item!r}")
         files[int(task)] = path
-    dataset = import_hdf5(
-        files, args.family, args.out, args.task_set, args.quality, args.overwrite, args.command_line
-    )
+    dataset = import_hdf5(files, args.family, args.out, args.task_set, args.quality, args.overwrite, args.command_line)
     _print_summary(dataset)
 
 
@@ -142,7 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_target(p)
     p.add_argument("--dataset", action="append", required=True, help="Minari dataset id; repeat per task")
     p.add_argument(
-        "--task-index", type=int, action="append", default=None,
+        "--task-index",
+        type=int,
+        action="append",
+        default=None,
         help="task of each --dataset, in order (default: read from the recorded env kwargs)",
     )
     p.add_argument("--quality", default=None, help="quality label (default: the dataset name, e.g. expert)")

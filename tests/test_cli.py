@@ -16,8 +16,19 @@ def test_help_lists_the_verbs():
 
 def test_collect_then_info(tmp_path, capsys):
     out = tmp_path / "pr"
-    argv = ["collect", "--family", "point-robot-sparse", "--quality", "expert,random", "--tasks", "test",
-            "--episodes-per-task", "3", "--out", str(out)]
+    argv = [
+        "collect",
+        "--family",
+        "point-robot-sparse",
+        "--quality",
+        "expert,random",
+        "--tasks",
+        "test",
+        "--episodes-per-task",
+        "3",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     ds = datasets.load_from_disk(str(out))
     assert len(ds) == 2 * 5 * 3 * 20 and set(ds.unique("quality")) == {"expert", "random"}
@@ -44,6 +55,18 @@ def test_import_hdf5_verb(tmp_path):
         f["rewards"] = np.ones(n, np.float32)
         f["terminals"] = np.zeros(n, bool)
         f["timeouts"] = np.arange(n) % 20 == 19
-    assert main(["import-hdf5", "--family", "point-robot", "--file", f"3={tmp_path / 't.hdf5'}",
-                 "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "import-hdf5",
+                "--family",
+                "point-robot",
+                "--file",
+                f"3={tmp_path / 't.hdf5'}",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert datasets.load_from_disk(str(tmp_path / "o"))["return_to_go"][0] == 20.0

@@ -106,9 +106,22 @@ def test_crash_while_writing_leaves_no_dataset(tmp_path, point_family, monkeypat
 def test_killed_collection_leaves_no_folder_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "seqmeta", "collect", "--family", "cheetah-vel", "--quality", "random",
-         "--episodes-per-task", "50", "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "seqmeta",
+            "collect",
+            "--family",
+            "cheetah-vel",
+            "--quality",
+            "random",
+            "--episodes-per-task",
+            "50",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(4)
     proc.send_signal(signal.SIGKILL)

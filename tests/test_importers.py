@@ -96,11 +96,15 @@ def make_minari(dataset_id, env, episodes=3, steps=20, seed=0):
             rewards.append(r)
         buffers.append(
             EpisodeBuffer(
-                observations=np.asarray(observations), actions=np.asarray(actions), rewards=np.asarray(rewards),
-                terminations=np.zeros(steps, bool), truncations=np.arange(steps) == steps - 1,
+                observations=np.asarray(observations),
+                actions=np.asarray(actions),
+                rewards=np.asarray(rewards),
+                terminations=np.zeros(steps, bool),
+                truncations=np.arange(steps) == steps - 1,
             )
         )
-    return create_dataset_from_buffers(dataset_id, buffers, env=env, eval_env=env, algorithm_name="random", description="test data"
+    return create_dataset_from_buffers(
+        dataset_id, buffers, env=env, eval_env=env, algorithm_name="random", description="test data"
     )
 
 

@@ -23,7 +23,7 @@ def _check_slice(batch, i, dataset, length):
     mask = batch["attention_mask"][i]
     steps = batch["timestep"][i][mask]
     assert np.array_equal(steps, np.arange(steps[0], steps[0] + len(steps)))  # contiguous
-    assert mask[-1] and (not mask.any() or mask[np.argmax(mask):].all())  # padding only on the left
+    assert mask[-1] and (not mask.any() or mask[np.argmax(mask) :].all())  # padding only on the left
     assert len(steps) == min(length, steps[-1] + 1)
     rows = ep["start"][e] + steps
     np.testing.assert_array_equal(batch["observation"][i][mask], dataset.column("observation")[rows])

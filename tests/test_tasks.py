@@ -136,7 +136,7 @@ def test_task_selection_and_bad_names():
     assert ts.select("test") == [2, 7, 15, 23, 26]
     assert ts.select("0,3") == [0, 3] and ts.select(5) == [5]
     assert len(ts.select("all")) == 40
-    with pytest.raises(TaskSelectionError, match="0..39"):
+    with pytest.raises(TaskSelectionError, match=r"0\.\.39"):
         ts.select([40])
     with pytest.raises(TaskSelectionError, match="--tasks test"):
         ts.select("held-out")

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
@@ -183,7 +184,13 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
         bar.update(1)
         if step % config.eval_every == 0:
             result = evaluate_actor(sac.actor, family, eval_tasks, seed=10_000)
-            record = {"step": step, "minutes": (time.time() - start) / 60, "tasks": eval_tasks, **result, **stats}
+            record = {
+                "step": step,
+                "minutes": (time.time() - start) / 60,
+                "tasks": eval_tasks,
+                **result,
+                **stats,
+            }
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
             snapshot = out / "snapshots" / f"step_{step:07d}.safetensors"
@@ -194,8 +201,14 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
                 metadata={
                     "family": family.name,
                     "step": str(step),
-                    "dims": json.dumps({"obs_dim": obs_dim, "goal_dim": goal_dim, "act_dim": act_dim,
-                                        "hidden": config.sac.hidden}),
+                    "dims": json.dumps(
+                        {
+                            "obs_dim": obs_dim,
+                            "goal_dim": goal_dim,
+                            "act_dim": act_dim,
+                            "hidden": config.sac.hidden,
+                        }
+                    ),
                     "eval": json.dumps({"tasks": eval_tasks, **result}),
                 },
             )

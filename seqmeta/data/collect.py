@@ -99,7 +99,6 @@ def measure_returns(
     return sums / np.bincount(episodes.task_index, minlength=n_tasks)
 
 
-
 def collect_dataset(
     family: str | TaskFamily,
     qualities: str | Sequence[str],
@@ -129,6 +128,12 @@ def collect_dataset(
         behavior[quality] = policy.describe()
         parts.append(rollout(family, quality, indices, episodes_per_task, task_set, seed + 1000 * k, progress))
     write_dataset(
-        Episodes.concatenate(parts), family, out, task_set, behavior=behavior, command=command, overwrite=overwrite
+        Episodes.concatenate(parts),
+        family,
+        out,
+        task_set,
+        behavior=behavior,
+        command=command,
+        overwrite=overwrite,
     )
     return load_trajectories(out)

@@ -196,8 +196,7 @@ class TrajectoryDataset:
             hf = datasets.load_from_disk(str(path))
         except (OSError, pa.ArrowInvalid, ValueError) as e:
             raise DatasetFormatError(
-                f"{path}: the Arrow data cannot be read ({e}); the folder is truncated or corrupt, "
-                f"re-create it"
+                f"{path}: the Arrow data cannot be read ({e}); the folder is truncated or corrupt, re-create it"
             ) from e
         missing = [c for c in COLUMNS if c not in hf.column_names]
         if missing:

@@ -59,8 +59,10 @@ class Episodes:
         """From dicts with observations, actions, rewards, terminated, truncated, task_index."""
         if not episodes:
             raise DatasetFormatError("no episodes were given; a dataset needs at least one episode")
-        cat = {k: np.concatenate([np.asarray(e[k]) for e in episodes]) for k in
-               ("observations", "actions", "rewards", "terminated", "truncated")}
+        cat = {
+            k: np.concatenate([np.asarray(e[k]) for e in episodes])
+            for k in ("observations", "actions", "rewards", "terminated", "truncated")
+        }
         qualities = [quality] * len(episodes) if isinstance(quality, str) else list(quality)
         return cls(
             observations=cat["observations"].astype(np.float32),
@@ -81,7 +83,10 @@ class Episodes:
         """Raise ``DatasetFormatError`` naming the first problem and its fix."""
         obs_dim = family.observation_space.shape[0]
         act_dim = family.action_space.shape[0]
-        for name, array, width in (("observation", self.observations, obs_dim), ("action", self.actions, act_dim)):
+        for name, array, width in (
+            ("observation", self.observations, obs_dim),
+            ("action", self.actions, act_dim),
+        ):
             if array.ndim != 2 or array.shape[1] != width:
                 raise DatasetFormatError(
                     f"{source}: {name}s have shape {array.shape}, but {family.name} {name}s are "

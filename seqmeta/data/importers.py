@@ -46,8 +46,7 @@ def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
             arrays["timeouts"] = f["timeouts"][()] if "timeouts" in f else np.zeros(len(arrays["rewards"]), bool)
     except OSError as e:
         raise DatasetFormatError(
-            f"{path}: cannot be read as HDF5 ({e}); the file is truncated or not HDF5, download or "
-            f"write it again"
+            f"{path}: cannot be read as HDF5 ({e}); the file is truncated or not HDF5, download or write it again"
         ) from e
     return arrays
 

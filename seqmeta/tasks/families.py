@@ -192,4 +192,3 @@ def get_family(name: str) -> TaskFamily:
     if name not in _FAMILIES:
         _FAMILIES[name] = _BUILDERS[name]()
     return _FAMILIES[name]
-

@@ -100,9 +100,7 @@ class _ParamsMixin:
             values = getattr(model, name)
             exponents = np.asarray(exponents, dtype=np.float64)
             if exponents.shape != values.shape:
-                raise ValueError(
-                    f"{name} needs log-scale exponents of shape {values.shape}, got {exponents.shape}"
-                )
+                raise ValueError(f"{name} needs log-scale exponents of shape {values.shape}, got {exponents.shape}")
             values[:] = values * np.power(base, exponents)
         mujoco.mj_setConst(model, self.data)  # type: ignore[attr-defined]
 

@@ -7,14 +7,14 @@ the origin): 1 - ||s - g|| inside ``goal_radius`` of the goal, 0 elsewhere.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 
 
 class PointRobotEnv(gym.Env[np.ndarray, np.ndarray]):
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, goal: tuple[float, float] = (0.0, 0.0), sparse: bool = False, goal_radius: float = 0.2):
         self.goal = np.asarray(goal, dtype=np.float64)
