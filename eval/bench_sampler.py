@@ -90,7 +90,9 @@ def main() -> None:
         batch = sampler.sample()
 
         ours = rate(sampler.sample, args.batch, args.seconds)
-        prompt_rate = rate(lambda: prompts.sample(batch["task_index"], batch["episode_index"]), args.batch, args.seconds)
+        prompt_rate = rate(
+            lambda: prompts.sample(batch["task_index"], batch["episode_index"]), args.batch, args.seconds
+        )
         hf = dataset.hf.with_format("numpy", columns=["observation", "action", "reward", "return_to_go"])
         rng = np.random.default_rng(0)
         baseline = rate(

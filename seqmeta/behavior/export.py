@@ -1,5 +1,98 @@
-"""Pick skill-level snapshots from a behavior-policy run (filled in once a run exists)."""
+"""Choose a behavior-policy run's snapshots as skill levels and ship them inside the package.
+
+Each snapshot was evaluated during training (deterministic, one episode on each evaluation task).
+With R_random measured here on the same tasks and R_best the best snapshot's mean return, a
+snapshot's level is 100 * (R - R_random) / (R_best - R_random):
+
+- ``expert``: the best snapshot, acting deterministically;
+- ``medium``: the snapshot closest to level 50, sampling its stochastic actions;
+- ``mixed``: snapshots closest to levels 20, 40, 60, 80 and 100, one drawn per episode, stochastic.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from seqmeta.io import atomic_write_json
+from seqmeta.tasks import get_family
+
+logger = logging.getLogger(__name__)
+
+MEDIUM_LEVEL = 50.0
+MIXED_LEVELS = (20.0, 40.0, 60.0, 80.0, 100.0)
 
 
-def export_skill_levels(*a):
-    raise NotImplementedError
+def read_log(run: Path) -> list[dict]:
+    """Evaluations by step (a resumed run may have logged a step twice: the last one counts)."""
+    records = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        records[record["step"]] = record
+    return [records[s] for s in sorted(records) if (run / "snapshots" / f"step_{s:07d}.safetensors").exists()]
+
+
+def random_return_on(family_name: str, tasks: list[int], episodes: int = 5) -> float:
+    from seqmeta.data.collect import rollout
+
+    family = get_family(family_name)
+    eps = rollout(family, "random", tasks, episodes, seed=123, progress=False)
+    return float(eps.episode_returns.mean())
+
+
+def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
+    run, weights_dir = Path(run), Path(weights_dir)
+    records = read_log(run)
+    if not records:
+        raise FileNotFoundError(f"{run} has no evaluated snapshots yet; train longer before exporting")
+    tasks = records[-1]["tasks"]
+    mean_returns = np.array([np.mean(r["return"]) for r in records])
+    best = int(np.argmax(mean_returns))
+    r_random = random_return_on(family_name, tasks)
+    level = 100.0 * (mean_returns - r_random) / (mean_returns[best] - r_random)
+
+    def closest(target: float) -> int:
+        return int(np.argmin(np.abs(level - target)))
+
+    names = {i: f"step_{records[i]['step']:07d}" for i in range(len(records))}
+    medium = closest(MEDIUM_LEVEL)
+    mixed = sorted({closest(t) for t in MIXED_LEVELS})
+    chosen = sorted({best, medium, *mixed})
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    for old in weights_dir.glob("step_*.safetensors"):
+        old.unlink()
+    for i in chosen:
+        shutil.copyfile(run / "snapshots" / f"{names[i]}.safetensors", weights_dir / f"{names[i]}.safetensors")
+    config = json.loads((run / "config.json").read_text())
+    levels = {
+        "family": family_name,
+        "recipe": f"python training/behavior_sac.py train --family {family_name} "
+        f"--total-steps {config['total_steps']} --seed {config['seed']}",
+        "levels": {
+            "expert": {"snapshots": [names[best]], "deterministic": True},
+            "medium": {"snapshots": [names[medium]], "deterministic": False},
+            "mixed": {"snapshots": [names[i] for i in mixed], "deterministic": False},
+        },
+        "evaluation": {
+            "tasks": tasks,
+            "random_mean_return": r_random,
+            "snapshots": {
+                names[i]: {
+                    "step": records[i]["step"],
+                    "minutes": round(records[i]["minutes"], 1),
+                    "mean_return": float(mean_returns[i]),
+                    "level": float(level[i]),
+                    "returns": records[i]["return"],
+                    "mean_velocity": records[i]["mean_velocity"],
+                }
+                for i in chosen
+            },
+        },
+    }
+    atomic_write_json(weights_dir / "levels.json", levels)
+    logger.info("exported %s: expert %s, medium %s, mixed %s", family_name, names[best], names[medium], mixed)
+    return levels

@@ -1,0 +1,98 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import seqmeta
+from seqmeta.behavior import export
+from seqmeta.behavior.policies import PointRobotPolicy, load_actor, load_behavior_policy
+from seqmeta.behavior.sac import Actor, SACHyperparameters
+from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
+from seqmeta.errors import BehaviorPolicyError
+
+
+def test_point_robot_expert_is_the_clipped_goal_direction(point_family):
+    policy = load_behavior_policy(point_family, "expert", 3)
+    assert isinstance(policy, PointRobotPolicy)
+    obs = np.array([[0.0, 0.0], [0.5, 0.5], [-1.0, 0.0]], np.float32)
+    goals = np.array([[0.05, -0.3], [0.5, 0.45], [1.0, 0.0]], np.float32)
+    policy.start_episodes(np.arange(3), np.random.default_rng(0))
+    actions = policy.act(obs, goals, np.random.default_rng(0))
+    np.testing.assert_allclose(actions, [[0.05, -0.1], [0.0, -0.05], [0.1, 0.0]], atol=1e-7)
+
+
+def test_reference_returns_normalize_expert_to_100_and_random_to_0(point_family):
+    ref = point_family.reference_returns()
+    assert len(ref["random"]) == len(ref["expert"]) == 50
+    for task in (0, 45):
+        assert point_family.normalized_score(ref["expert"][task], task) == pytest.approx(100.0)
+        assert point_family.normalized_score(ref["random"][task], task) == pytest.approx(0.0)
+    assert all(e > r for e, r in zip(ref["expert"], ref["random"], strict=True))
+
+
+def test_families_without_an_expert_say_how_to_get_one():
+    ant = seqmeta.get_family("ant-dir")
+    with pytest.raises(BehaviorPolicyError, match=r"training/behavior_sac\.py"):
+        load_behavior_policy(ant, "expert", 1)
+    assert load_behavior_policy(ant, "random", 2).act(
+        np.zeros((2, 27)), np.zeros((2, 2)), np.random.default_rng(0)
+    ).shape == (2, 8)
+
+
+def _snapshot(path, actor, step):
+    dims = {"obs_dim": actor.obs_dim, "goal_dim": actor.goal_dim, "act_dim": actor.act_dim, "hidden": actor.hidden}
+    save_file(actor.state_dict(), str(path), metadata={"step": str(step), "dims": json.dumps(dims)})
+
+
+def test_snapshot_round_trip(tmp_path):
+    actor = Actor(17, 1, 6, hidden=16)
+    _snapshot(tmp_path / "a.safetensors", actor, 10)
+    loaded = load_actor(tmp_path / "a.safetensors")
+    x = torch.randn(5, 18)
+    torch.testing.assert_close(loaded(x, deterministic=True)[0], actor(x, deterministic=True)[0], rtol=0, atol=0)
+    action, log_prob = loaded(x)
+    assert action.abs().max() <= 1 and torch.isfinite(log_prob).all()
+
+
+def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    returns = {10: -300.0, 20: -250.0, 30: -200.0, 40: -120.0, 50: -100.0, 60: -110.0}
+    with open(run / "log.jsonl", "w") as f:
+        for step, r in returns.items():
+            f.write(
+                json.dumps(
+                    {"step": step, "minutes": step / 10, "tasks": [2, 7], "return": [r, r], "mean_velocity": [0.0, 0.0]}
+                )
+                + "\n"
+            )
+            _snapshot(run / "snapshots" / f"step_{step:07d}.safetensors", Actor(17, 1, 6, 8), step)
+    (run / "config.json").write_text(json.dumps({"total_steps": 60, "seed": 0}))
+    monkeypatch.setattr(export, "random_return_on", lambda family, tasks: -300.0)
+    levels = export.export_skill_levels("cheetah-vel", run, tmp_path / "weights")
+    assert levels["levels"]["expert"] == {"snapshots": ["step_0000050"], "deterministic": True}
+    assert levels["levels"]["medium"]["snapshots"] == ["step_0000030"]  # level 50 exactly
+    assert levels["levels"]["mixed"]["snapshots"] == ["step_0000020", "step_0000030", "step_0000040", "step_0000050"]
+    shipped = sorted(p.name for p in (tmp_path / "weights").glob("*.safetensors"))
+    assert shipped == [f"step_00000{s}.safetensors" for s in (20, 30, 40, 50)]
+
+
+def test_sac_training_checkpoints_and_resumes(tmp_path):
+    config = BehaviorTrainConfig(
+        family="point-robot",
+        output_dir=str(tmp_path / "run"),
+        total_steps=200,
+        warmup_steps=50,
+        eval_every=100,
+        checkpoint_every=100,
+        sac=SACHyperparameters(hidden=16, batch_size=32),
+    )
+    train_behavior_policy(config)
+    assert (tmp_path / "run" / "checkpoints" / "latest").read_text() == "step_0000200"
+    config.total_steps = 300
+    train_behavior_policy(config)  # resumes at 200, not from scratch
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert steps == [100, 200, 300]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step_0000300"]
