@@ -1,7 +1,36 @@
-"""seqmeta: pretrained decision transformers that adapt to new tasks in context."""
+"""seqmeta: pretrained decision transformers that adapt to new tasks in context.
+
+``import seqmeta`` registers the task families' gymnasium ids; the data API (which pulls in torch
+and datasets) is imported on first use.
+"""
+
+from importlib import import_module
+from typing import Any
 
 from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families
 
 __version__ = "0.1.0"
 
-__all__ = ["TaskFamily", "TaskSet", "__version__", "get_family", "list_families"]
+_LAZY = {
+    "collect_dataset": "seqmeta.data.collect",
+    "TrajectoryDataset": "seqmeta.data.dataset",
+    "load_trajectories": "seqmeta.data.dataset",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seqmeta' has no attribute {name!r}")
+
+
+__all__ = [
+    "TaskFamily",
+    "TaskSet",
+    "TrajectoryDataset",
+    "__version__",
+    "collect_dataset",
+    "get_family",
+    "list_families",
+    "load_trajectories",
+]
