@@ -1,0 +1,86 @@
+"""Configuration of the prompt- and return-conditioned decision transformer."""
+
+from __future__ import annotations
+
+from transformers import GPT2Config, PreTrainedConfig
+
+
+class PromptDTConfig(PreTrainedConfig):
+    r"""
+    state_dim (`int`): observation width.
+    act_dim (`int`): action width.
+    hidden_size (`int`, defaults to 128), num_layers (`int`, 3), num_heads (`int`, 1), dropout (`float`, 0.1):
+        the GPT-2 backbone (fed `inputs_embeds`; its position embedding is unused, the episode timestep
+        embedding is the positional signal).
+    context_length (`int`, defaults to 20): K, the history steps a token may attend to. Attention over the
+        history is a band of K steps, so a rolling key/value cache of the last K-1 steps is exact.
+    prompt_length (`int`, defaults to 5): K*, steps per prompt segment. num_prompt_segments (`int`, 1): J.
+    max_timestep (`int`, defaults to 1000): size of the timestep embedding (longer episodes are clipped).
+    use_prompt, use_return (`bool`): the conditioning mode. Both on: Prompt-DT. Prompt only, return only
+        (a multi-task decision transformer) and neither (behavior cloning) come from the same code.
+    action_loss_weight, reward_loss_weight (`float`): weights of the action and auxiliary reward losses.
+    state_mean, state_std (`list[float]`): observation normalization, from the training data.
+    return_scale (`float`): returns-to-go and rewards are divided by this before embedding.
+    action_low, action_high (`list[float]`): the action box; the action head's tanh is mapped onto it.
+    family, task_set (`str`): the task family and task set the model was trained on ("" if none).
+    """
+
+    model_type = "seqmeta_prompt_dt"
+
+    state_dim: int = 17
+    act_dim: int = 6
+    hidden_size: int = 128
+    num_layers: int = 3
+    num_heads: int = 1
+    dropout: float = 0.1
+    context_length: int = 20
+    prompt_length: int = 5
+    num_prompt_segments: int = 1
+    max_timestep: int = 1000
+    use_prompt: bool = True
+    use_return: bool = True
+    action_loss_weight: float = 1.0
+    reward_loss_weight: float = 0.1
+    state_mean: list[float] | None = None
+    state_std: list[float] | None = None
+    return_scale: float = 1.0
+    action_low: list[float] | None = None
+    action_high: list[float] | None = None
+    family: str = ""
+    task_set: str = ""
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.state_mean = list(self.state_mean) if self.state_mean is not None else [0.0] * self.state_dim
+        self.state_std = list(self.state_std) if self.state_std is not None else [1.0] * self.state_dim
+        self.action_low = list(self.action_low) if self.action_low is not None else [-1.0] * self.act_dim
+        self.action_high = list(self.action_high) if self.action_high is not None else [1.0] * self.act_dim
+
+    def check_shapes(self) -> None:
+        for name, width in (("state_mean", self.state_dim), ("state_std", self.state_dim),
+                            ("action_low", self.act_dim), ("action_high", self.act_dim)):
+            if len(getattr(self, name)) != width:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries; the config says {width}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+
+    def make_backbone_config(self) -> GPT2Config:
+        """The stock GPT-2 that runs the token sequence."""
+        return GPT2Config(
+            n_embd=self.hidden_size,
+            n_layer=self.num_layers,
+            n_head=self.num_heads,
+            n_inner=4 * self.hidden_size,
+            n_positions=1,  # positions are all 0: the timestep embedding carries position
+            vocab_size=1,
+            activation_function="relu",
+            resid_pdrop=self.dropout,
+            embd_pdrop=self.dropout,
+            attn_pdrop=self.dropout,
+            bos_token_id=None,
+            eos_token_id=None,
+            attn_implementation=self._attn_implementation,
+        )
+
+
+__all__ = ["PromptDTConfig"]

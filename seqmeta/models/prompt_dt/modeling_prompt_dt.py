@@ -1,0 +1,285 @@
+"""A prompt- and return-conditioned decision transformer around a stock GPT-2 backbone.
+
+Tokens. Each step t becomes three tokens, in this order:
+
+    act_t   = embed(a_{t-1})                       the action that led here (zero at t = 0)
+    ret_t   = embed(R_t) + embed(r_{t-1})          return-to-go, and the reward just received
+    state_t = embed(s_t)                           -> action head predicts a_t
+
+and the act token of step t+1, which holds a_t but not yet r_t, feeds the reward head: r_hat(s_t, a_t).
+Rewards are part of every token triple, so a prompt tells tasks apart by their rewards, not only
+by their returns-to-go. A prompt (J segments of K* steps of another episode of the task) is the same
+triples with a "prompt" token-type embedding, placed before the history.
+
+Attention. Prompt tokens attend causally among themselves. A history token of step t attends to
+every prompt token and to the history tokens of steps t-K+1..t (a band of K steps, causal). Because
+all three tokens of a step see the same steps, an agent can stream: keep the prompt's keys/values
+and those of the last K-1 steps, append one step's three tokens, drop the oldest step. That is
+exactly the full forward pass over the whole episode (``forward``), which the tests check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GPT2Model, PreTrainedModel
+from transformers.cache_utils import DynamicCache
+from transformers.masking_utils import create_causal_mask
+from transformers.utils import ModelOutput
+
+from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
+
+TOKENS_PER_STEP = 3
+ACT, RET, STATE = 0, 1, 2
+HISTORY, PROMPT = 0, 1
+
+
+@dataclass
+class PromptDTOutput(ModelOutput):
+    """
+    loss: weighted sum of the action and reward losses (when ``return_loss``).
+    action_preds: (B, T, act_dim) actions in the env's action box, from each state token.
+    reward_preds: (B, T) predicted r_t in env units; the last step has none (0).
+    """
+
+    loss: torch.Tensor | None = None
+    action_loss: torch.Tensor | None = None
+    reward_loss: torch.Tensor | None = None
+    action_preds: torch.Tensor | None = None
+    reward_preds: torch.Tensor | None = None
+    last_hidden_state: torch.Tensor | None = None
+
+
+def shift_right(x: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} along dim 1, zero at t = 0."""
+    return F.pad(x, (0, 0) * (x.dim() - 2) + (1, 0))[:, :-1]
+
+
+class PromptDTPreTrainedModel(PreTrainedModel):
+    config_class = PromptDTConfig
+    base_model_prefix = "prompt_dt"
+    main_input_name = "observation"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["GPT2Block"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+
+class PromptDTModel(PromptDTPreTrainedModel):
+    def __init__(self, config: PromptDTConfig):
+        super().__init__(config)
+        config.check_shapes()
+        h = config.hidden_size
+        self.embed_state = nn.Linear(config.state_dim, h)
+        self.embed_action = nn.Linear(config.act_dim, h)
+        self.embed_return = nn.Linear(1, h)
+        self.embed_reward = nn.Linear(1, h)
+        self.embed_timestep = nn.Embedding(config.max_timestep, h)
+        self.embed_token_type = nn.Embedding(2 * TOKENS_PER_STEP, h)  # (segment, slot)
+        self.embed_ln = nn.LayerNorm(h)
+        self.backbone = GPT2Model(config.make_backbone_config())
+        self.action_head = nn.Linear(h, config.act_dim)
+        self.reward_head = nn.Linear(h, 1)
+        for name in ("state_mean", "state_std", "action_low", "action_high"):
+            self.register_buffer(name, torch.tensor(getattr(config, name), dtype=torch.float32), persistent=False)
+        self.post_init()
+
+    # ---- tokens -------------------------------------------------------------------------------
+
+    def embed_steps(
+        self,
+        observation: torch.Tensor,  # (B, T, S)
+        prev_action: torch.Tensor,  # (B, T, A)
+        prev_reward: torch.Tensor,  # (B, T)
+        return_to_go: torch.Tensor,  # (B, T)
+        timestep: torch.Tensor,  # (B, T)
+        segment: int,
+    ) -> torch.Tensor:
+        """Token triples for T steps: (B, 3T, H)."""
+        cfg = self.config
+        state = (observation - self.state_mean) / self.state_std
+        half_range = (self.action_high - self.action_low) / 2
+        action = (prev_action - (self.action_low + half_range)) / half_range  # into [-1, 1]
+        rtg = return_to_go[..., None] / cfg.return_scale
+        if not cfg.use_return:
+            rtg = torch.zeros_like(rtg)
+        tokens = torch.stack(
+            [
+                self.embed_action(action),
+                self.embed_return(rtg) + self.embed_reward(prev_reward[..., None] / cfg.return_scale),
+                self.embed_state(state),
+            ],
+            dim=2,
+        )  # (B, T, 3, H)
+        tokens = tokens + self.embed_timestep(timestep.clamp(0, cfg.max_timestep - 1))[:, :, None]
+        types = torch.arange(TOKENS_PER_STEP, device=tokens.device) + segment * TOKENS_PER_STEP
+        tokens = tokens + self.embed_token_type(types)
+        return self.embed_ln(tokens.flatten(1, 2))  # (B, 3T, H)
+
+    def embed_prompt(self, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt tokens (B, 3P, H) and their key mask (B, 3P); prompt arrays are (B, P, ...)."""
+        prev_action = prompt.get("prev_action", shift_right(prompt["action"]))
+        prev_reward = prompt.get("prev_reward", shift_right(prompt["reward"][..., None])[..., 0])
+        tokens = self.embed_steps(
+            prompt["observation"], prev_action, prev_reward, prompt["return_to_go"], prompt["timestep"], PROMPT
+        )
+        return tokens, prompt["attention_mask"].bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
+
+    # ---- full forward (training, and the exact reference for the streaming agent) -------------
+
+    def forward(
+        self,
+        observation: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        return_to_go: torch.Tensor,
+        timestep: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        prev_action: torch.Tensor | None = None,
+        prev_reward: torch.Tensor | None = None,
+        prompt: dict[str, torch.Tensor] | None = None,
+        return_loss: bool = False,
+        **kwargs,
+    ) -> PromptDTOutput:
+        """History arrays are (B, T, ...) with left padding marked by ``attention_mask`` (B, T).
+
+        ``action`` and ``reward`` are the actions taken and rewards received at each step; they are
+        inputs to the *next* step's tokens (``prev_action``/``prev_reward``, given explicitly when a
+        window starts mid-episode) and the targets of the loss. At inference the last step's action
+        and reward are unknown and may be anything: no prediction depends on them.
+        """
+        cfg = self.config
+        batch, steps = observation.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, steps, dtype=torch.bool, device=observation.device)
+        if prev_action is None:
+            prev_action = shift_right(action)
+        if prev_reward is None:
+            prev_reward = shift_right(reward[..., None])[..., 0]
+        tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep, HISTORY)
+        key_mask = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
+        num_prompt_tokens = 0
+        if cfg.use_prompt and prompt is not None:
+            prompt_tokens, prompt_mask = self.embed_prompt(prompt)
+            num_prompt_tokens = prompt_tokens.shape[1]
+            tokens = torch.cat([prompt_tokens, tokens], dim=1)
+            key_mask = torch.cat([prompt_mask, key_mask], dim=1)
+
+        mask = create_causal_mask(
+            config=self.backbone.config,
+            inputs_embeds=tokens,
+            attention_mask=key_mask,
+            past_key_values=None,
+            and_mask_function=_band(num_prompt_tokens, cfg.context_length),
+        )
+        hidden = self.backbone(
+            inputs_embeds=tokens,
+            attention_mask=mask,
+            position_ids=torch.zeros(batch, tokens.shape[1], dtype=torch.long, device=tokens.device),
+            use_cache=False,
+        ).last_hidden_state
+        hidden = hidden[:, num_prompt_tokens:].reshape(batch, steps, TOKENS_PER_STEP, -1)  # (B, T, 3, H)
+        action_preds = self.action_from_hidden(hidden[:, :, STATE])
+        reward_preds = self.reward_head(hidden[:, 1:, ACT]).squeeze(-1) * cfg.return_scale  # r_t from act_{t+1}
+        reward_preds = F.pad(reward_preds, (0, 1))
+
+        out = PromptDTOutput(action_preds=action_preds, reward_preds=reward_preds, last_hidden_state=hidden)
+        if return_loss:
+            valid = attention_mask.bool()
+            half_range = (self.action_high - self.action_low) / 2
+            action_err = ((action_preds - action) / half_range).pow(2).mean(-1)
+            out.action_loss = action_err[valid].mean()
+            reward_valid = valid[:, :-1] & valid[:, 1:]
+            reward_err = ((reward_preds[:, :-1] - reward[:, :-1]) / cfg.return_scale).pow(2)
+            out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
+            out.loss = cfg.action_loss_weight * out.action_loss + cfg.reward_loss_weight * out.reward_loss
+        return out
+
+    def action_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """tanh head mapped onto the action box."""
+        unit = torch.tanh(self.action_head(hidden))
+        return self.action_low + (unit + 1) * (self.action_high - self.action_low) / 2
+
+    # ---- streaming (used by seqmeta.agent.Agent) -----------------------------------------------
+
+    @torch.no_grad()
+    def prefill_prompt(self, prompt: dict[str, torch.Tensor] | None, batch: int) -> tuple[DynamicCache, torch.Tensor]:
+        """Keys/values of the prompt, computed once per episode, and the prompt's key mask."""
+        cache = DynamicCache(config=self.backbone.config)
+        device = self.state_mean.device
+        if not self.config.use_prompt or prompt is None:
+            return cache, torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        tokens, key_mask = self.embed_prompt(prompt)
+        mask = create_causal_mask(
+            config=self.backbone.config, inputs_embeds=tokens, attention_mask=key_mask, past_key_values=None
+        )
+        self.backbone(
+            inputs_embeds=tokens,
+            attention_mask=mask,
+            position_ids=torch.zeros(batch, tokens.shape[1], dtype=torch.long, device=device),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return cache, key_mask
+
+    @torch.no_grad()
+    def decode_step(
+        self,
+        cache: DynamicCache,
+        key_mask: torch.Tensor,
+        observation: torch.Tensor,  # (B, S)
+        prev_action: torch.Tensor,  # (B, A)
+        prev_reward: torch.Tensor,  # (B,)
+        return_to_go: torch.Tensor,  # (B,)
+        timestep: torch.Tensor,  # (B,)
+        num_prompt_tokens: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append one step's tokens to the cache, return (action (B, A), updated key mask).
+
+        The cache then holds the prompt and the last K-1 steps only, so the cost of a step does not
+        grow with the episode; the prompt costs one attention read per step, nothing more.
+        """
+        batch = observation.shape[0]
+        tokens = self.embed_steps(
+            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None],
+            timestep[:, None], HISTORY,
+        )  # (B, 3, H)
+        key_mask = torch.cat([key_mask, key_mask.new_ones(batch, TOKENS_PER_STEP)], dim=1)
+        hidden = self.backbone(
+            inputs_embeds=tokens,
+            attention_mask=key_mask,
+            position_ids=torch.zeros(batch, TOKENS_PER_STEP, dtype=torch.long, device=tokens.device),
+            past_key_values=cache,
+            use_cache=True,
+        ).last_hidden_state
+        keep = TOKENS_PER_STEP * (self.config.context_length - 1)
+        for layer in cache.layers:  # drop the step that leaves the K-step band
+            layer.keys = _keep_prefix_and_tail(layer.keys, num_prompt_tokens, keep)
+            layer.values = _keep_prefix_and_tail(layer.values, num_prompt_tokens, keep)
+        key_mask = _keep_prefix_and_tail(key_mask[:, None, :, None], num_prompt_tokens, keep)[:, 0, :, 0]
+        return self.action_from_hidden(hidden[:, STATE]), key_mask
+
+
+def _keep_prefix_and_tail(x: torch.Tensor, prefix: int, tail: int) -> torch.Tensor:
+    """Along dim 2 (cache layout (B, heads, tokens, dim)): the first ``prefix`` and last ``tail``."""
+    if x.shape[2] <= prefix + tail:
+        return x
+    return torch.cat([x[:, :, :prefix], x[:, :, -tail:]], dim=2) if tail else x[:, :, :prefix]
+
+
+def _band(num_prompt_tokens: int, context_length: int):
+    """Mask function: keys in the prompt, or in one of the K most recent steps of the query."""
+
+    def allowed(batch_idx, head_idx, q_idx, kv_idx):
+        q_step = (q_idx - num_prompt_tokens) // TOKENS_PER_STEP
+        kv_step = (kv_idx - num_prompt_tokens) // TOKENS_PER_STEP
+        return (kv_idx < num_prompt_tokens) | (q_step - kv_step < context_length)
+
+    return allowed
+
+
+__all__ = ["PromptDTModel", "PromptDTOutput", "PromptDTPreTrainedModel"]
