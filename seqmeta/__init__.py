@@ -1,12 +1,13 @@
 """seqmeta: pretrained decision transformers that adapt to new tasks in context.
 
-``import seqmeta`` registers the task families' gymnasium ids; the data API (which pulls in torch
-and datasets) is imported on first use.
+``import seqmeta`` registers the task families' gymnasium ids and the models with transformers'
+Auto classes (``AutoModel.from_pretrained(folder)`` then works); the data API is imported on first use.
 """
 
 from importlib import import_module
 from typing import Any
 
+from seqmeta.models import PromptDTConfig, PromptDTModel
 from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families
 
 __version__ = "0.1.0"
@@ -25,6 +26,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "PromptDTConfig",
+    "PromptDTModel",
     "TaskFamily",
     "TaskSet",
     "TrajectoryDataset",

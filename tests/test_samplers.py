@@ -30,6 +30,11 @@ def _check_slice(batch, i, dataset, length):
     np.testing.assert_array_equal(batch["action"][i][mask], dataset.column("action")[rows])
     np.testing.assert_array_equal(batch["return_to_go"][i][mask], dataset.column("return_to_go")[rows])
     assert (batch["observation"][i][~mask] == 0).all() and (batch["reward"][i][~mask] == 0).all()
+    # Each step carries its predecessor's action and reward, zero before the episode's first step.
+    prev_ok = mask & (batch["timestep"][i] > 0)
+    np.testing.assert_array_equal(batch["prev_action"][i][prev_ok], dataset.column("action")[rows[steps > 0] - 1])
+    np.testing.assert_array_equal(batch["prev_reward"][i][prev_ok], dataset.column("reward")[rows[steps > 0] - 1])
+    assert (batch["prev_action"][i][~prev_ok] == 0).all()
 
 
 def test_windows_are_contiguous_left_padded_slices(dataset):

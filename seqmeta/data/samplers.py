@@ -40,14 +40,21 @@ class _Slicer:
         self.episodes = dataset.episodes
 
     def gather(self, ends: np.ndarray, step_in_episode: np.ndarray, length: int) -> dict[str, np.ndarray]:
-        """Slices ending at rows ``ends`` (any shape S), which are ``step_in_episode`` into their episode."""
-        timestep = step_in_episode[..., None] + np.arange(1 - length, 1)  # (S..., L)
+        """Slices ending at rows ``ends`` (any shape S), which are ``step_in_episode`` into their episode.
+
+        One extra leading row gives each step its predecessor's action and reward (``prev_action``,
+        ``prev_reward``; zero at an episode's first step), which the model's tokens need even when
+        a slice starts mid-episode.
+        """
+        timestep = step_in_episode[..., None] + np.arange(-length, 1)  # (S..., L+1)
         mask = timestep >= 0
         rows = np.where(mask, ends[..., None] - step_in_episode[..., None] + timestep, self.pad_row)
-        values = np.take(self.packed, rows, axis=0)  # (S..., L, D): one gather for every field
-        out = {name: values[..., index] for name, index in self.fields.items()}
-        out["timestep"] = np.maximum(timestep, 0)
-        out["attention_mask"] = mask
+        values = np.take(self.packed, rows, axis=0)  # (S..., L+1, D): one gather for every field
+        out = {name: values[..., 1:, index] for name, index in self.fields.items()}
+        out["prev_action"] = values[..., :-1, self.fields["action"]]
+        out["prev_reward"] = values[..., :-1, self.fields["reward"]]
+        out["timestep"] = np.maximum(timestep[..., 1:], 0)
+        out["attention_mask"] = mask[..., 1:]
         return out
 
 
@@ -57,9 +64,9 @@ class WindowSampler:
     Sampling the window's last step uniformly over all steps of the allowed episodes is the same as
     choosing an episode with probability proportional to its length, then a step in it.
 
-    Returns dicts of numpy arrays: observation (B, K, obs_dim), action (B, K, act_dim), reward,
-    return_to_go, timestep, attention_mask (B, K), and task_index, episode_index (B,) where
-    episode_index is the row of ``dataset.episodes``.
+    Returns dicts of numpy arrays: observation (B, K, obs_dim), action and prev_action (B, K, act_dim),
+    reward, prev_reward, return_to_go, timestep, attention_mask (B, K), and task_index, episode_index
+    (B,) where episode_index is the row of ``dataset.episodes``.
     """
 
     def __init__(
@@ -159,3 +166,8 @@ class PromptSampler:
 
     def load_state_dict(self, state: dict[str, str]) -> None:
         self.rng.bit_generator.state = json.loads(state["rng"])
+
+
+def flatten_prompt(prompt: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """(B, J, K*, ...) prompt segments -> one (B, J*K*, ...) prompt, segments in order."""
+    return {k: v.reshape(v.shape[0], -1, *v.shape[3:]) for k, v in prompt.items() if k != "episode_index"}

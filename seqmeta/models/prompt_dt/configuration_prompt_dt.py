@@ -57,8 +57,12 @@ class PromptDTConfig(PreTrainedConfig):
         self.action_high = list(self.action_high) if self.action_high is not None else [1.0] * self.act_dim
 
     def check_shapes(self) -> None:
-        for name, width in (("state_mean", self.state_dim), ("state_std", self.state_dim),
-                            ("action_low", self.act_dim), ("action_high", self.act_dim)):
+        for name, width in (
+            ("state_mean", self.state_dim),
+            ("state_std", self.state_dim),
+            ("action_low", self.act_dim),
+            ("action_high", self.act_dim),
+        ):
             if len(getattr(self, name)) != width:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries; the config says {width}")
         if self.hidden_size % self.num_heads:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Model, PreTrainedModel
+from transformers import initialization as init
 from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.utils import ModelOutput
@@ -35,6 +36,7 @@ from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
 TOKENS_PER_STEP = 3
 ACT, RET, STATE = 0, 1, 2
 HISTORY, PROMPT = 0, 1
+NORMALIZATION_BUFFERS = ("state_mean", "state_std", "action_low", "action_high")
 
 
 @dataclass
@@ -53,9 +55,11 @@ class PromptDTOutput(ModelOutput):
     last_hidden_state: torch.Tensor | None = None
 
 
-def shift_right(x: torch.Tensor) -> torch.Tensor:
-    """x_{t-1} along dim 1, zero at t = 0."""
-    return F.pad(x, (0, 0) * (x.dim() - 2) + (1, 0))[:, :-1]
+def previous_step(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x_{t-1} along dim 1 of (B, T, ...), zero at t = 0 and where step t-1 is padding."""
+    shifted = F.pad(x, (0, 0) * (x.dim() - 2) + (1, 0))[:, :-1]
+    valid = F.pad(mask, (1, 0))[:, :-1].to(x.dtype)
+    return shifted * valid.reshape(*valid.shape, *([1] * (x.dim() - 2)))
 
 
 class PromptDTPreTrainedModel(PreTrainedModel):
@@ -67,6 +71,13 @@ class PromptDTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, PromptDTModel):  # normalization buffers come from the config, not the weights
+            for name in NORMALIZATION_BUFFERS:
+                init.copy_(getattr(module, name), torch.tensor(getattr(module.config, name), dtype=torch.float32))
 
 
 class PromptDTModel(PromptDTPreTrainedModel):
@@ -82,9 +93,12 @@ class PromptDTModel(PromptDTPreTrainedModel):
         self.embed_token_type = nn.Embedding(2 * TOKENS_PER_STEP, h)  # (segment, slot)
         self.embed_ln = nn.LayerNorm(h)
         self.backbone = GPT2Model(config.make_backbone_config())
+        # Tokens arrive as inputs_embeds: the word embedding is never used (frozen, so DDP does not wait
+        # for its gradient); the position embedding sees only position 0, a learned constant.
+        self.backbone.wte.requires_grad_(False)
         self.action_head = nn.Linear(h, config.act_dim)
         self.reward_head = nn.Linear(h, 1)
-        for name in ("state_mean", "state_std", "action_low", "action_high"):
+        for name in NORMALIZATION_BUFFERS:
             self.register_buffer(name, torch.tensor(getattr(config, name), dtype=torch.float32), persistent=False)
         self.post_init()
 
@@ -122,12 +136,13 @@ class PromptDTModel(PromptDTPreTrainedModel):
 
     def embed_prompt(self, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt tokens (B, 3P, H) and their key mask (B, 3P); prompt arrays are (B, P, ...)."""
-        prev_action = prompt.get("prev_action", shift_right(prompt["action"]))
-        prev_reward = prompt.get("prev_reward", shift_right(prompt["reward"][..., None])[..., 0])
+        mask = prompt["attention_mask"].bool()
+        prev_action = prompt.get("prev_action", previous_step(prompt["action"], mask))
+        prev_reward = prompt.get("prev_reward", previous_step(prompt["reward"], mask))
         tokens = self.embed_steps(
             prompt["observation"], prev_action, prev_reward, prompt["return_to_go"], prompt["timestep"], PROMPT
         )
-        return tokens, prompt["attention_mask"].bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
+        return tokens, mask.repeat_interleave(TOKENS_PER_STEP, dim=1)
 
     # ---- full forward (training, and the exact reference for the streaming agent) -------------
 
@@ -157,9 +172,9 @@ class PromptDTModel(PromptDTPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones(batch, steps, dtype=torch.bool, device=observation.device)
         if prev_action is None:
-            prev_action = shift_right(action)
+            prev_action = previous_step(action, attention_mask.bool())
         if prev_reward is None:
-            prev_reward = shift_right(reward[..., None])[..., 0]
+            prev_reward = previous_step(reward, attention_mask.bool())
         tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep, HISTORY)
         key_mask = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
         num_prompt_tokens = 0
@@ -198,6 +213,12 @@ class PromptDTModel(PromptDTPreTrainedModel):
             out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
             out.loss = cfg.action_loss_weight * out.action_loss + cfg.reward_loss_weight * out.reward_loss
         return out
+
+    def agent(self, num_envs: int, prompts=None, target_returns=0.0, use_cache: bool = True):
+        """A batched, streaming policy over ``num_envs`` envs (see ``seqmeta.agent.Agent``)."""
+        from seqmeta.agent import Agent
+
+        return Agent(self, num_envs, prompts=prompts, target_returns=target_returns, use_cache=use_cache)
 
     def action_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """tanh head mapped onto the action box."""
@@ -245,8 +266,12 @@ class PromptDTModel(PromptDTPreTrainedModel):
         """
         batch = observation.shape[0]
         tokens = self.embed_steps(
-            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None],
-            timestep[:, None], HISTORY,
+            observation[:, None],
+            prev_action[:, None],
+            prev_reward[:, None],
+            return_to_go[:, None],
+            timestep[:, None],
+            HISTORY,
         )  # (B, 3, H)
         key_mask = torch.cat([key_mask, key_mask.new_ones(batch, TOKENS_PER_STEP)], dim=1)
         hidden = self.backbone(

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+
+from .test_model import A, S, tiny
+
+
+def numpy_prompt(n, steps, seed=0, pad=0):
+    rng = np.random.default_rng(seed)
+    prompt = dict(
+        observation=rng.standard_normal((n, steps, S)),
+        action=rng.uniform(-2, 1, (n, steps, A)),
+        reward=rng.standard_normal((n, steps)),
+        return_to_go=rng.standard_normal((n, steps)) * 10,
+        timestep=np.tile(np.arange(steps), (n, 1)),
+        attention_mask=np.ones((n, steps), bool),
+    )
+    prompt["attention_mask"][0, :pad] = False  # env 0's prompt is left-padded
+    return prompt
+
+
+def run_both(model, prompt, n, steps, episodes=1, seed=1):
+    cached = model.agent(n, prompts=prompt, target_returns=np.linspace(-5, 10, n))
+    recompute = model.agent(n, prompts=prompt, target_returns=np.linspace(-5, 10, n), use_cache=False)
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(episodes):
+        cached.reset()
+        recompute.reset()
+        reward = None
+        for _ in range(steps):
+            obs = rng.standard_normal((n, S)).astype(np.float32)
+            worst = max(worst, float(np.abs(cached.act(obs, reward) - recompute.act(obs, reward)).max()))
+            reward = rng.standard_normal(n)
+    return worst
+
+
+def test_cached_and_uncached_agree_over_a_full_200_step_episode():
+    # Three envs whose prompts hold 1, 5 and 20 real steps (left-padded to 20); context_length 4,
+    # so the band binds from step 4 on and the rolling cache drops a step every step after that.
+    prompt = numpy_prompt(3, 20)
+    prompt["attention_mask"][0, :19] = False
+    prompt["attention_mask"][1, :15] = False
+    assert run_both(tiny(), prompt, 3, 200) <= 1e-5
+
+
+def test_reset_starts_a_fresh_cache():
+    assert run_both(tiny(), numpy_prompt(2, 5), 2, 30, episodes=3) <= 1e-5
+
+
+def test_each_env_has_its_own_prompt_and_target():
+    model = tiny()
+    prompt = numpy_prompt(2, 5)
+    prompt = {k: np.stack([v[0], v[0]]) for k, v in prompt.items()}  # same prompt in both envs
+    agent = model.agent(2, prompts=prompt, target_returns=[3.0, 3.0])
+    obs = np.ones((2, S), np.float32)
+    a = agent.act(obs)
+    assert np.allclose(a[0], a[1])
+    agent.reset(target_returns=[3.0, 30.0])
+    b = agent.act(obs)
+    assert np.allclose(b[0], a[0]) and not np.allclose(b[1], a[1])
+    agent.reset(prompts=numpy_prompt(2, 5, seed=7))
+    assert not np.allclose(agent.act(obs), b)
+
+
+def test_agent_refuses_bad_input():
+    model = tiny()
+    agent = model.agent(2, prompts=numpy_prompt(2, 5))
+    with pytest.raises(ValueError, match=r"expected \(num_envs=2, state_dim=5\)"):
+        agent.act(np.zeros((2, S + 1)))
+    with pytest.raises(ValueError, match="NaN"):
+        agent.act(np.full((2, S), np.nan))
+    agent.act(np.zeros((2, S)))
+    with pytest.raises(ValueError, match="reward of the previous action"):
+        agent.act(np.zeros((2, S)))
+    with pytest.raises(ValueError, match="state_dim=5"):
+        model.agent(2, prompts={**numpy_prompt(2, 5), "observation": np.zeros((2, 5, 4))}).reset()
+    with pytest.raises(ValueError, match="prompt actions"):
+        model.agent(2, prompts={**numpy_prompt(2, 5), "action": np.zeros((2, 5, A + 1))}).reset()
+    with pytest.raises(ValueError, match="needs prompts"):
+        model.agent(2).reset()
+    empty = numpy_prompt(2, 5)
+    empty["attention_mask"][1] = False
+    with pytest.raises(ValueError, match="empty"):
+        model.agent(2, prompts=empty).reset()
+    bad = numpy_prompt(2, 5)
+    bad["reward"][0, 0] = np.inf
+    with pytest.raises(ValueError, match="prompt reward holds NaN or inf"):
+        model.agent(2, prompts=bad).reset()
+
+
+def test_prompt_free_models_act_without_prompts():
+    agent = tiny(use_prompt=False).agent(4, target_returns=1.0)
+    assert agent.act(np.zeros((4, S))).shape == (4, A)

@@ -1,0 +1,155 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import seqmeta  # noqa: F401  (registers the Auto classes)
+from seqmeta.models import PromptDTConfig, PromptDTModel
+
+S, A = 5, 3
+
+
+def tiny(**overrides) -> PromptDTModel:
+    torch.manual_seed(0)
+    config = dict(
+        state_dim=S,
+        act_dim=A,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        dropout=0.0,
+        context_length=4,
+        state_mean=[0.5] * S,
+        state_std=[2.0] * S,
+        return_scale=10.0,
+        action_low=[-2.0] * A,
+        action_high=[1.0] * A,
+    )
+    config.update(overrides)
+    return PromptDTModel(PromptDTConfig(**config)).eval()
+
+
+def batch(b=2, t=7, p=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hist = dict(
+        observation=torch.randn(b, t, S, generator=g),
+        action=torch.rand(b, t, A, generator=g) * 3 - 2,
+        reward=torch.randn(b, t, generator=g),
+        return_to_go=torch.randn(b, t, generator=g) * 10,
+        timestep=torch.arange(t).repeat(b, 1) + 3,
+    )
+    prompt = dict(
+        observation=torch.randn(b, p, S, generator=g),
+        action=torch.rand(b, p, A, generator=g) * 3 - 2,
+        reward=torch.randn(b, p, generator=g),
+        return_to_go=torch.randn(b, p, generator=g),
+        timestep=torch.arange(p).repeat(b, 1),
+        attention_mask=torch.ones(b, p, dtype=torch.bool),
+    )
+    return hist, prompt
+
+
+def test_shapes_bounds_and_loss():
+    model = tiny()
+    hist, prompt = batch()
+    out = model(**hist, prompt=prompt, return_loss=True)
+    assert out.action_preds.shape == (2, 7, A) and out.reward_preds.shape == (2, 7)
+    assert (out.action_preds >= -2).all() and (out.action_preds <= 1).all()
+    assert torch.isfinite(out.loss) and out.loss > 0
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_causality_future_steps_never_change_earlier_predictions():
+    model = tiny()
+    hist, prompt = batch()
+    base = model(**hist, prompt=prompt)
+    changed = {k: v.clone() for k, v in hist.items()}
+    for key in ("observation", "action", "reward", "return_to_go"):
+        changed[key][:, 4:] = changed[key][:, 4:] + 5.0
+    out = model(**changed, prompt=prompt)
+    torch.testing.assert_close(out.action_preds[:, :4], base.action_preds[:, :4], rtol=0, atol=1e-6)
+    # r_hat_3 reads a_3 (changed) but r_hat_0..2 must not move
+    torch.testing.assert_close(out.reward_preds[:, :3], base.reward_preds[:, :3], rtol=0, atol=1e-6)
+    assert not torch.allclose(out.action_preds[:, 4:], base.action_preds[:, 4:])
+
+
+def test_left_padding_is_isolated():
+    model = tiny()
+    hist, prompt = batch(t=5)
+    padded = {k: torch.cat([torch.full_like(v[:, :3], 7), v], 1) for k, v in hist.items()}
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[:, :3] = False
+    out = model(**padded, attention_mask=mask, prompt=prompt, return_loss=True)
+    ref = model(**hist, prompt=prompt, return_loss=True)
+    torch.testing.assert_close(out.action_preds[:, 3:], ref.action_preds, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out.action_loss, ref.action_loss, rtol=1e-5, atol=1e-6)
+    # padded prompt steps are ignored too
+    prompt_padded = {k: torch.cat([torch.zeros_like(v[:, :2]) + 3, v], 1) for k, v in prompt.items()}
+    prompt_padded["attention_mask"][:, :2] = False
+    out = model(**hist, prompt=prompt_padded)
+    torch.testing.assert_close(out.action_preds, ref.action_preds, rtol=0, atol=1e-5)
+
+
+def test_the_prompt_matters_and_modes_switch_inputs_off():
+    model = tiny()
+    hist, prompt = batch()
+    _, other = batch(seed=1)
+    a = model(**hist, prompt=prompt).action_preds
+    # Untrained, the prompt's effect is small but must be there (a masking bug would make it exactly 0).
+    assert (a - model(**hist, prompt=other).action_preds).abs().max() > 1e-5
+    no_prompt = tiny(use_prompt=False)
+    torch.testing.assert_close(
+        no_prompt(**hist, prompt=prompt).action_preds, no_prompt(**hist, prompt=other).action_preds
+    )
+    no_return = tiny(use_return=False)
+    shifted = dict(hist, return_to_go=hist["return_to_go"] + 100)
+    torch.testing.assert_close(
+        no_return(**hist, prompt=prompt).action_preds, no_return(**shifted, prompt=prompt).action_preds
+    )
+    assert not torch.allclose(model(**hist, prompt=prompt).action_preds, model(**shifted, prompt=prompt).action_preds)
+
+
+def test_save_and_auto_class_loading_are_exact(tmp_path):
+    model = tiny(family="cheetah-vel", task_set="prompt-dt")
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").exists() and not list(tmp_path.glob("*.bin"))
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "seqmeta_prompt_dt"
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, PromptDTModel)
+    for (name, p), (_, q) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name
+    assert loaded.config.state_std == [2.0] * S and loaded.config.family == "cheetah-vel"
+    hist, prompt = batch()
+    assert torch.equal(model(**hist, prompt=prompt).action_preds, loaded(**hist, prompt=prompt).action_preds)
+
+
+def test_attention_implementations_agree_and_checkpointing_trains():
+    hist, prompt = batch()
+    model = tiny()
+    eager = tiny()
+    eager.set_attn_implementation("eager")
+    assert eager.backbone.config._attn_implementation == "eager"
+    torch.testing.assert_close(
+        eager(**hist, prompt=prompt).action_preds, model(**hist, prompt=prompt).action_preds, rtol=1e-5, atol=1e-5
+    )
+    model.train()
+    model.activation_checkpointing_enable()
+    model(**hist, prompt=prompt, return_loss=True).loss.backward()
+    assert model.action_head.weight.grad is not None
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="state_mean has 2 entries"):
+        PromptDTModel(PromptDTConfig(state_dim=3, act_dim=1, state_mean=[0.0, 0.0]))
+    with pytest.raises(ValueError, match="divisible"):
+        PromptDTModel(PromptDTConfig(state_dim=3, act_dim=1, hidden_size=30, num_heads=4))
+
+
+def test_numpy_agent_matches_full_recompute_over_200_steps():
+    # tested more thoroughly in test_agent.py; here: the public entry point exists and streams
+    model = tiny()
+    _, prompt = batch(b=2)
+    agent = model.agent(num_envs=2, prompts={k: v.numpy() for k, v in prompt.items()}, target_returns=5.0)
+    action = agent.act(np.zeros((2, S), np.float32))
+    assert action.shape == (2, A) and action.dtype == np.float32
