@@ -67,7 +67,7 @@ class PromptDTPreTrainedModel(PreTrainedModel):
     base_model_prefix = "prompt_dt"
     main_input_name = "observation"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["GPT2Block"]
+    _no_split_modules = ["GPT2Block"]  # noqa: RUF012  (the transformers convention)
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
