@@ -69,7 +69,9 @@ class PromptDTPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["GPT2Block"]  # noqa: RUF012  (the transformers convention)
     _supports_sdpa = True
-    _supports_flash_attn = True
+    # Flash kernels take only padding masks and cannot express "prompt + K-step band"; eager and SDPA
+    # (fused memory-efficient kernels on GPU) both take the mask this model needs.
+    _supports_flash_attn = False
     _supports_attention_backend = True
 
     @torch.no_grad()
