@@ -5,9 +5,9 @@
     action = agent.act(observation)                # first step
     action = agent.act(observation, reward)        # every later step: the reward of the last action
 
-Streaming: the prompt's keys/values are computed once per episode (``reset``); each ``act`` appends
-one step (three tokens) and keeps only the last K-1 steps, which is exact because the model's
-history attention is a K-step band (see ``modeling_prompt_dt``). ``use_cache=False`` recomputes
+Streaming: the prompt's keys/values are computed once per episode (``reset``); each ``act`` writes
+one step (three tokens) into a fixed ring of K step slots over the step that left the band, which
+is exact because the model's history attention is a K-step band (see ``modeling_prompt_dt``). ``use_cache=False`` recomputes
 the full forward pass over the prompt and the whole episode every step instead: the reference the
 cached path is tested against.
 
@@ -108,8 +108,7 @@ class Agent:
         self._prev_reward = torch.zeros(n, device=self.device)
         self._t = 0
         if self.use_cache:
-            self._cache, self._key_mask = self.model.prefill_prompt(self._prompt, n)
-            self._num_prompt_tokens = self._key_mask.shape[1]
+            self._stream = self.model.start_stream(self._prompt, n)
         else:
             self._history: dict[str, list[torch.Tensor]] = {k: [] for k in ("observation", "rtg", "timestep")}
             self._actions: list[torch.Tensor] = []
@@ -134,19 +133,10 @@ class Agent:
                 raise ValueError(f"reward must be {self.num_envs} finite numbers, got shape {r.shape}")
             self._prev_reward = torch.from_numpy(r).to(self.device)
             self._rtg = self._rtg - self._prev_reward
-        timestep = torch.full((self.num_envs,), self._t, dtype=torch.long, device=self.device)
         if self.use_cache:
-            action, self._key_mask = self.model.decode_step(
-                self._cache,
-                self._key_mask,
-                obs,
-                self._prev_action,
-                self._prev_reward,
-                self._rtg,
-                timestep,
-                self._num_prompt_tokens,
-            )
+            action = self.model.stream_step(self._stream, obs, self._prev_action, self._prev_reward, self._rtg)
         else:
+            timestep = torch.full((self.num_envs,), self._t, dtype=torch.long, device=self.device)
             action = self._recompute(obs, timestep)
         self._prev_action = action
         self._t += 1

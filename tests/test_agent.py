@@ -43,8 +43,11 @@ def test_cached_and_uncached_agree_over_a_full_200_step_episode():
     assert run_both(tiny(), prompt, 3, 200) <= 1e-5
 
 
-def test_reset_starts_a_fresh_cache():
-    assert run_both(tiny(), numpy_prompt(2, 5), 2, 30, episodes=3) <= 1e-5
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_reset_starts_a_fresh_cache(attention):
+    model = tiny()
+    model.set_attn_implementation(attention)
+    assert run_both(model, numpy_prompt(2, 5), 2, 30, episodes=3) <= 1e-5
 
 
 def test_each_env_has_its_own_prompt_and_target():

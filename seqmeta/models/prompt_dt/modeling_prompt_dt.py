@@ -14,8 +14,10 @@ triples with a "prompt" token-type embedding, placed before the history.
 Attention. Prompt tokens attend causally among themselves. A history token of step t attends to
 every prompt token and to the history tokens of steps t-K+1..t (a band of K steps, causal). Because
 all three tokens of a step see the same steps, an agent can stream: keep the prompt's keys/values
-and those of the last K-1 steps, append one step's three tokens, drop the oldest step. That is
-exactly the full forward pass over the whole episode (``forward``), which the tests check.
+and those of the last K-1 steps in a fixed ring (``cache_prompt_dt.PromptRingCache``), write one
+step's three tokens over the step that just left the band. That is exactly the full forward pass over
+the whole episode (``forward``), which the tests check. Training on segments longer than K with
+this band mask is what makes the streamed model the trained one.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Model, PreTrainedModel
 from transformers import initialization as init
-from transformers.cache_utils import DynamicCache
 from transformers.masking_utils import create_causal_mask
 from transformers.utils import ModelOutput
 
+from seqmeta.models.prompt_dt.cache_prompt_dt import PromptRingCache, for_attention, step_mask
 from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
 
 TOKENS_PER_STEP = 3
@@ -230,72 +232,65 @@ class PromptDTModel(PromptDTPreTrainedModel):
     # ---- streaming (used by seqmeta.agent.Agent) -----------------------------------------------
 
     @torch.no_grad()
-    def prefill_prompt(self, prompt: dict[str, torch.Tensor] | None, batch: int) -> tuple[DynamicCache, torch.Tensor]:
-        """Keys/values of the prompt, computed once per episode, and the prompt's key mask."""
-        cache = DynamicCache(config=self.backbone.config)
+    def start_stream(self, prompt: dict[str, torch.Tensor] | None, batch: int) -> StreamState:
+        """Compute the prompt's keys/values once for an episode; returns the state ``stream_step`` uses."""
         device = self.state_mean.device
-        if not self.config.use_prompt or prompt is None:
-            return cache, torch.zeros(batch, 0, dtype=torch.bool, device=device)
-        tokens, key_mask = self.embed_prompt(prompt)
-        mask = create_causal_mask(
-            config=self.backbone.config, inputs_embeds=tokens, attention_mask=key_mask, past_key_values=None
-        )
-        self.backbone(
-            inputs_embeds=tokens,
-            attention_mask=mask,
-            position_ids=torch.zeros(batch, tokens.shape[1], dtype=torch.long, device=device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        return cache, key_mask
+        use_prompt = self.config.use_prompt and prompt is not None
+        prompt_tokens = TOKENS_PER_STEP * prompt["observation"].shape[1] if use_prompt else 0
+        cache = PromptRingCache(self.config.num_layers, prompt_tokens, self.config.context_length)
+        key_valid = torch.zeros(batch, cache.layers[0].capacity, dtype=torch.bool, device=device)
+        if use_prompt:
+            tokens, prompt_mask = self.embed_prompt(prompt)
+            key_valid[:, :prompt_tokens] = prompt_mask
+            mask = create_causal_mask(
+                config=self.backbone.config, inputs_embeds=tokens, attention_mask=prompt_mask, past_key_values=None
+            )
+            cache.expect_prompt()
+            self.backbone(
+                inputs_embeds=tokens,
+                attention_mask=mask,
+                position_ids=torch.zeros(batch, prompt_tokens, dtype=torch.long, device=device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+        return StreamState(cache=cache, key_valid=key_valid)
 
     @torch.no_grad()
-    def decode_step(
+    def stream_step(
         self,
-        cache: DynamicCache,
-        key_mask: torch.Tensor,
+        state: StreamState,
         observation: torch.Tensor,  # (B, S)
         prev_action: torch.Tensor,  # (B, A)
         prev_reward: torch.Tensor,  # (B,)
         return_to_go: torch.Tensor,  # (B,)
-        timestep: torch.Tensor,  # (B,)
-        num_prompt_tokens: int,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append one step's tokens to the cache, return (action (B, A), updated key mask).
-
-        The cache then holds the prompt and the last K-1 steps only, so the cost of a step does not
-        grow with the episode; the prompt costs one attention read per step, nothing more.
-        """
+    ) -> torch.Tensor:
+        """Feed one step (three tokens) and return the actions (B, A) for it."""
         batch = observation.shape[0]
+        timestep = torch.full((batch, 1), state.step, dtype=torch.long, device=observation.device)
         tokens = self.embed_steps(
-            observation[:, None],
-            prev_action[:, None],
-            prev_reward[:, None],
-            return_to_go[:, None],
-            timestep[:, None],
-            HISTORY,
+            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None], timestep, HISTORY
         )  # (B, 3, H)
-        key_mask = torch.cat([key_mask, key_mask.new_ones(batch, TOKENS_PER_STEP)], dim=1)
+        slot = state.cache.expect_step(state.step)
+        state.key_valid[:, slot : slot + TOKENS_PER_STEP] = True
+        mask = step_mask(state.key_valid, slot)
         hidden = self.backbone(
             inputs_embeds=tokens,
-            attention_mask=key_mask,
+            attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
             position_ids=torch.zeros(batch, TOKENS_PER_STEP, dtype=torch.long, device=tokens.device),
-            past_key_values=cache,
+            past_key_values=state.cache,
             use_cache=True,
         ).last_hidden_state
-        keep = TOKENS_PER_STEP * (self.config.context_length - 1)
-        for layer in cache.layers:  # drop the step that leaves the K-step band
-            layer.keys = _keep_prefix_and_tail(layer.keys, num_prompt_tokens, keep)
-            layer.values = _keep_prefix_and_tail(layer.values, num_prompt_tokens, keep)
-        key_mask = _keep_prefix_and_tail(key_mask[:, None, :, None], num_prompt_tokens, keep)[:, 0, :, 0]
-        return self.action_from_hidden(hidden[:, STATE]), key_mask
+        state.step += 1
+        return self.action_from_hidden(hidden[:, STATE])
 
 
-def _keep_prefix_and_tail(x: torch.Tensor, prefix: int, tail: int) -> torch.Tensor:
-    """Along dim 2 (cache layout (B, heads, tokens, dim)): the first ``prefix`` and last ``tail``."""
-    if x.shape[2] <= prefix + tail:
-        return x
-    return torch.cat([x[:, :, :prefix], x[:, :, -tail:]], dim=2) if tail else x[:, :, :prefix]
+@dataclass
+class StreamState:
+    """What a streaming agent keeps between steps: the cache, which of its slots hold real tokens, t."""
+
+    cache: PromptRingCache
+    key_valid: torch.Tensor  # (B, prompt tokens + 3K)
+    step: int = 0
 
 
 def _band(num_prompt_tokens: int, context_length: int):

@@ -1,0 +1,179 @@
+"""Benchmark: per-action latency of the streaming agent, and training-step throughput, on CPU.
+
+    python eval/bench_agent.py                 # batch 1, 16, 256; prompts of 5 and 50 steps
+
+Same size for every model: 3 layers, hidden 128, 1 head, K = 20, HalfCheetah widths (17 / 6).
+Printed side by side, measured in the same run:
+
+- seqmeta agent, cached: prompt keys/values computed once, one step (3 tokens) per action;
+- seqmeta, no cache: the prompt and the last K steps recomputed every action (what Prompt-DT does);
+- ``transformers.DecisionTransformerModel``: its usual full K-step window recompute (no prompt).
+
+Latency is measured in steady state (after K warm-up steps, the window full). Training: samples/s
+of forward + backward + AdamW step on the same random batch for seqmeta (with a 5-step prompt) and
+the HF model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+from seqmeta.models import PromptDTConfig, PromptDTModel
+
+S, A, K, HIDDEN, LAYERS = 17, 6, 20, 128, 3
+
+
+def timed(fn, calls: int) -> float:
+    """Seconds per call, after one warm-up call."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def make_prompt(n: int, steps: int, rng) -> dict[str, np.ndarray]:
+    return dict(
+        observation=rng.standard_normal((n, steps, S)).astype(np.float32),
+        action=rng.uniform(-1, 1, (n, steps, A)).astype(np.float32),
+        reward=rng.standard_normal((n, steps)).astype(np.float32),
+        return_to_go=rng.standard_normal((n, steps)).astype(np.float32),
+        timestep=np.tile(np.arange(steps), (n, 1)),
+        attention_mask=np.ones((n, steps), bool),
+    )
+
+
+def window(n: int, steps: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return dict(
+        observation=torch.randn(n, steps, S, generator=g),
+        action=torch.rand(n, steps, A, generator=g) * 2 - 1,
+        reward=torch.randn(n, steps, generator=g),
+        return_to_go=torch.randn(n, steps, generator=g),
+        timestep=torch.arange(steps).repeat(n, 1),
+    )
+
+
+def bench_inference(ours: PromptDTModel, hf: DecisionTransformerModel, batches, prompts, calls: int) -> list[dict]:
+    rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    rows = []
+    for n in batches:
+        hf_win = window(n, K, g)
+        hf_mask = torch.ones(n, K, dtype=torch.long)
+
+        @torch.no_grad()
+        def hf_step(hf_win=hf_win, hf_mask=hf_mask):
+            out = hf(
+                states=hf_win["observation"],
+                actions=hf_win["action"],
+                rewards=hf_win["reward"][..., None],
+                returns_to_go=hf_win["return_to_go"][..., None],
+                timesteps=hf_win["timestep"],
+                attention_mask=hf_mask,
+            )
+            return out.action_preds[:, -1].numpy()
+
+        hf_s = timed(hf_step, calls)
+        for p in prompts:
+            prompt = make_prompt(n, p, rng)
+            agent = ours.agent(n, prompts=prompt, target_returns=0.0)
+            agent.reset()
+            obs = rng.standard_normal((n, S)).astype(np.float32)
+            reward = np.zeros(n, np.float32)
+            agent.act(obs)
+            for _ in range(K):  # fill the window: steady state
+                agent.act(obs, reward)
+            cached_s = timed(lambda agent=agent, obs=obs, reward=reward: agent.act(obs, reward), calls)
+
+            hist = window(n, K, g)
+            prompt_t = {k: torch.as_tensor(v) for k, v in prompt.items()}
+
+            @torch.no_grad()
+            def recompute(hist=hist, prompt_t=prompt_t):
+                return ours(**hist, prompt=prompt_t).action_preds[:, -1].numpy()
+
+            recompute_s = timed(recompute, max(3, calls // 4))
+            rows.append({"batch": n, "prompt": p, "cached": cached_s, "recompute": recompute_s, "hf": hf_s})
+    return rows
+
+
+def bench_training(ours: PromptDTModel, hf: DecisionTransformerModel, batch: int, steps: int) -> dict:
+    g = torch.Generator().manual_seed(1)
+    hist = window(batch, K, g)
+    prompt = {k: torch.as_tensor(v) for k, v in make_prompt(batch, 5, np.random.default_rng(1)).items()}
+    mask = torch.ones(batch, K, dtype=torch.long)
+    results = {}
+    for name, model in (("seqmeta", ours), ("hf", hf)):
+        model.train()
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+        def step(model=model, opt=opt, name=name):
+            if name == "seqmeta":
+                loss = model(**hist, prompt=prompt, return_loss=True).loss
+            else:
+                out = model(
+                    states=hist["observation"],
+                    actions=hist["action"],
+                    rewards=hist["reward"][..., None],
+                    returns_to_go=hist["return_to_go"][..., None],
+                    timesteps=hist["timestep"],
+                    attention_mask=mask,
+                )
+                loss = (out.action_preds - hist["action"]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        results[name] = batch / timed(step, steps)
+        model.eval()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="1,16,256")
+    parser.add_argument("--prompts", default="5,50")
+    parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    ours = PromptDTModel(
+        PromptDTConfig(
+            state_dim=S, act_dim=A, hidden_size=HIDDEN, num_layers=LAYERS, num_heads=1, context_length=K, dropout=0.1
+        )
+    ).eval()
+    hf = DecisionTransformerModel(
+        DecisionTransformerConfig(state_dim=S, act_dim=A, hidden_size=HIDDEN, n_layer=LAYERS, n_head=1, max_ep_len=1000)
+    ).eval()
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_hf = sum(p.numel() for p in hf.parameters())
+    print(f"CPU, {args.threads} threads; seqmeta {n_ours:,} params, HF DecisionTransformerModel {n_hf:,} params")
+    print(
+        f"\n{'batch':>5} {'prompt':>6} | {'seqmeta cached':>21} | {'seqmeta no cache':>21} | {'HF DT (K=20)':>21}"
+        f" | cached/HF"
+    )
+    rows = bench_inference(
+        ours, hf, [int(b) for b in args.batches.split(",")], [int(p) for p in args.prompts.split(",")], args.calls
+    )
+    for r in rows:
+        cells = [f"{r[k] * 1e3:8.2f} ms {r['batch'] / r[k]:8.0f}/s" for k in ("cached", "recompute", "hf")]
+        print(f"{r['batch']:>5} {r['prompt']:>6} | " + " | ".join(cells) + f" | {r['hf'] / r['cached']:6.1f}x")
+    by = {(r["batch"], r["prompt"]): r["cached"] for r in rows}
+    for n in sorted({r["batch"] for r in rows}):
+        if (n, 5) in by and (n, 50) in by:
+            print(f"batch {n}: cached step with a 50-step prompt costs {by[(n, 50)] / by[(n, 5)]:.2f}x the 5-step one")
+    train = bench_training(ours, hf, args.train_batch, max(5, args.calls // 4))
+    print(
+        f"\ntraining step, batch {args.train_batch}, K={K}: seqmeta (5-step prompt) {train['seqmeta']:.0f} "
+        f"samples/s, HF DT {train['hf']:.0f} samples/s ({train['seqmeta'] / train['hf']:.2f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""A fixed-size key/value cache for streaming: the prompt, then a ring of K step slots.
+
+The model's history attention is a band of K steps (see ``modeling_prompt_dt``), so at step t the
+tokens that may be attended are the prompt's and those of steps t-K+1..t: exactly K step slots.
+Step t writes its three tokens into slot t mod K, overwriting step t-K, which has just left the
+band. Nothing is ever copied or concatenated: the cost of a step is three tokens through the
+stack plus one attention read over (prompt + 3K) keys, whatever the episode length.
+
+Keys carry no position (the model feeds position 0 everywhere and embeds the episode timestep
+into the tokens), so the slot order inside the buffer does not matter; the mask built by
+``step_mask`` says which slots each new token may see.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+TOKENS_PER_STEP = 3
+
+
+class _PromptRingLayer(CacheLayerMixin):
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.write_at = 0  # first slot the next update writes
+        self.return_upto = capacity  # how many slots update() hands to attention
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads, _, dim = key_states.shape
+        self.keys = key_states.new_zeros(batch, heads, self.capacity, dim)
+        self.values = value_states.new_zeros(batch, heads, self.capacity, value_states.shape[-1])
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        n = key_states.shape[2]
+        self.keys[:, :, self.write_at : self.write_at + n] = key_states
+        self.values[:, :, self.write_at : self.write_at + n] = value_states
+        return self.keys[:, :, : self.return_upto], self.values[:, :, : self.return_upto]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.return_upto, 0
+
+    def get_seq_length(self) -> int:
+        return self.return_upto
+
+    def get_max_length(self) -> int:
+        return self.capacity
+
+
+class PromptRingCache(Cache):
+    """Per layer: ``prompt_tokens`` slots, then ``context_length`` step slots of three tokens."""
+
+    def __init__(self, num_layers: int, prompt_tokens: int, context_length: int):
+        self.prompt_tokens = prompt_tokens
+        self.context_length = context_length
+        capacity = prompt_tokens + TOKENS_PER_STEP * context_length
+        super().__init__(layers=[_PromptRingLayer(capacity) for _ in range(num_layers)])
+
+    def _point(self, write_at: int, return_upto: int) -> None:
+        for layer in self.layers:
+            layer.write_at, layer.return_upto = write_at, return_upto
+
+    def expect_prompt(self) -> None:
+        """The next forward pass writes the prompt and attends only to it."""
+        self._point(0, self.prompt_tokens)
+
+    def expect_step(self, step: int) -> int:
+        """The next forward pass writes step ``step``; returns the first slot it writes."""
+        slot = self.prompt_tokens + TOKENS_PER_STEP * (step % self.context_length)
+        self._point(slot, self.layers[0].capacity)
+        return slot
+
+
+def step_mask(key_valid: torch.Tensor, slot: int) -> torch.Tensor:
+    """(B, 1, 3, L) boolean mask for one step's three tokens written at ``slot``.
+
+    ``key_valid`` (B, L) marks the real prompt tokens and the filled step slots, the new step's
+    included; among the new step's own tokens attention is causal.
+    """
+    mask = key_valid[:, None, None, :].expand(-1, 1, TOKENS_PER_STEP, -1).clone()
+    own = torch.ones(TOKENS_PER_STEP, TOKENS_PER_STEP, dtype=torch.bool, device=mask.device).tril()
+    mask[:, :, :, slot : slot + TOKENS_PER_STEP] = own
+    return mask
+
+
+def for_attention(mask: torch.Tensor, implementation: str, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean masks are what SDPA takes; eager attention adds a float mask to its scores."""
+    if implementation == "eager":
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+    return mask
