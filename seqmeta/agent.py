@@ -7,9 +7,9 @@
 
 Streaming: the prompt's keys/values are computed once per episode (``reset``); each ``act`` writes
 one step (three tokens) into a fixed ring of K step slots over the step that left the band, which
-is exact because the model's history attention is a K-step band (see ``modeling_prompt_dt``). ``use_cache=False`` recomputes
-the full forward pass over the prompt and the whole episode every step instead: the reference the
-cached path is tested against.
+is exact because the model's history attention is a K-step band (see ``modeling_prompt_dt``).
+``use_cache=False`` instead recomputes the full forward pass over the prompt and the whole episode
+every step: the reference the cached path is tested against.
 
 All envs step together: ``reset`` starts a new episode in every env (an env whose episode ended
 early keeps being fed until the batch resets; its actions are ignored by the caller).

@@ -14,7 +14,7 @@ triples with a "prompt" token-type embedding, placed before the history.
 Attention. Prompt tokens attend causally among themselves. A history token of step t attends to
 every prompt token and to the history tokens of steps t-K+1..t (a band of K steps, causal). Because
 all three tokens of a step see the same steps, an agent can stream: keep the prompt's keys/values
-and those of the last K-1 steps in a fixed ring (``cache_prompt_dt.PromptRingCache``), write one
+and those of the last K-1 steps in a fixed ring (``attention_prompt_dt.PromptRingCache``), write one
 step's three tokens over the step that just left the band. That is exactly the full forward pass over
 the whole episode (``forward``), which the tests check. Training on segments longer than K with
 this band mask is what makes the streamed model the trained one.
@@ -29,10 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Model, PreTrainedModel
 from transformers import initialization as init
-from transformers.masking_utils import create_causal_mask
 from transformers.utils import ModelOutput
 
-from seqmeta.models.prompt_dt.cache_prompt_dt import PromptRingCache, for_attention, step_mask
+from seqmeta.models.prompt_dt.attention_prompt_dt import PromptRingCache, band_mask, for_attention, step_mask
 from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
 
 TOKENS_PER_STEP = 3
@@ -188,16 +187,10 @@ class PromptDTModel(PromptDTPreTrainedModel):
             tokens = torch.cat([prompt_tokens, tokens], dim=1)
             key_mask = torch.cat([prompt_mask, key_mask], dim=1)
 
-        mask = create_causal_mask(
-            config=self.backbone.config,
-            inputs_embeds=tokens,
-            attention_mask=key_mask,
-            past_key_values=None,
-            and_mask_function=_band(num_prompt_tokens, cfg.context_length),
-        )
+        mask = band_mask(key_mask, num_prompt_tokens, cfg.context_length)
         hidden = self.backbone(
             inputs_embeds=tokens,
-            attention_mask=mask,
+            attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
             position_ids=torch.zeros(batch, tokens.shape[1], dtype=torch.long, device=tokens.device),
             use_cache=False,
         ).last_hidden_state
@@ -242,13 +235,11 @@ class PromptDTModel(PromptDTPreTrainedModel):
         if use_prompt:
             tokens, prompt_mask = self.embed_prompt(prompt)
             key_valid[:, :prompt_tokens] = prompt_mask
-            mask = create_causal_mask(
-                config=self.backbone.config, inputs_embeds=tokens, attention_mask=prompt_mask, past_key_values=None
-            )
+            mask = band_mask(prompt_mask, prompt_tokens, self.config.context_length)
             cache.expect_prompt()
             self.backbone(
                 inputs_embeds=tokens,
-                attention_mask=mask,
+                attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
                 position_ids=torch.zeros(batch, prompt_tokens, dtype=torch.long, device=device),
                 past_key_values=cache,
                 use_cache=True,
@@ -291,17 +282,6 @@ class StreamState:
     cache: PromptRingCache
     key_valid: torch.Tensor  # (B, prompt tokens + 3K)
     step: int = 0
-
-
-def _band(num_prompt_tokens: int, context_length: int):
-    """Mask function: keys in the prompt, or in one of the K most recent steps of the query."""
-
-    def allowed(batch_idx, head_idx, q_idx, kv_idx):
-        q_step = (q_idx - num_prompt_tokens) // TOKENS_PER_STEP
-        kv_step = (kv_idx - num_prompt_tokens) // TOKENS_PER_STEP
-        return (kv_idx < num_prompt_tokens) | (q_step - kv_step < context_length)
-
-    return allowed
 
 
 __all__ = ["PromptDTModel", "PromptDTOutput", "PromptDTPreTrainedModel"]

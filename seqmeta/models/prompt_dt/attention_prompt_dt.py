@@ -1,4 +1,9 @@
-"""A fixed-size key/value cache for streaming: the prompt, then a ring of K step slots.
+"""Who attends to whom: the training mask, and the fixed-size streaming cache with its step mask.
+
+Training / full forward (``band_mask``): prompt tokens attend causally among themselves; a history
+token of step t attends to every prompt token and to the history tokens of steps t-K+1..t, causally.
+
+Streaming (``PromptRingCache``): a fixed-size key/value cache, the prompt then a ring of K step slots.
 
 The model's history attention is a band of K steps (see ``modeling_prompt_dt``), so at step t the
 tokens that may be attended are the prompt's and those of steps t-K+1..t: exactly K step slots.
@@ -73,6 +78,21 @@ class PromptRingCache(Cache):
         slot = self.prompt_tokens + TOKENS_PER_STEP * (step % self.context_length)
         self._point(slot, self.layers[0].capacity)
         return slot
+
+
+def band_mask(key_valid: torch.Tensor, num_prompt_tokens: int, context_length: int) -> torch.Tensor:
+    """(B, 1, N, N) boolean mask over [prompt tokens | history tokens], ``key_valid`` (B, N) marking padding.
+
+    Each token may also see itself, so a padded token's attention row is never empty (an empty row
+    would give NaN, which would then leak through the zero-weighted values into real tokens).
+    """
+    n = key_valid.shape[1]
+    idx = torch.arange(n, device=key_valid.device)
+    step = (idx - num_prompt_tokens).div(TOKENS_PER_STEP, rounding_mode="floor")
+    causal = idx[:, None] >= idx[None, :]
+    in_band = (idx[None, :] < num_prompt_tokens) | (step[:, None] - step[None, :] < context_length)
+    allowed = (causal & in_band)[None] & key_valid[:, None, :]
+    return (allowed | torch.eye(n, dtype=torch.bool, device=key_valid.device))[:, None]
 
 
 def step_mask(key_valid: torch.Tensor, slot: int) -> torch.Tensor:
