@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 import seqmeta
 from seqmeta.behavior import export
 from seqmeta.behavior.policies import PointRobotPolicy, load_actor, load_behavior_policy
-from seqmeta.behavior.sac import Actor, SACHyperparameters
+from seqmeta.behavior.sac import Actor, ReplayBuffer, SACHyperparameters
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import BehaviorPolicyError
 
@@ -96,3 +96,15 @@ def test_sac_training_checkpoints_and_resumes(tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [100, 200, 300]
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step_0000300"]
+
+
+def test_replay_buffer_resumes_into_a_larger_capacity():
+    small = ReplayBuffer(2, 1, capacity=4)
+    for i in range(6):  # wraps: holds transitions 2, 3, 4, 5 with the oldest at index 2
+        small.add([i, i], [i], i, [i, i], 0.0)
+    big = ReplayBuffer(2, 1, capacity=8)
+    big.load_state_dict(small.state_dict())
+    assert big.size == 4 and big.arrays["reward"][:4].tolist() == [2, 3, 4, 5]
+    big.add([6, 6], [6], 6, [6, 6], 0.0)
+    assert big.size == 5 and big.arrays["reward"][:5].tolist() == [2, 3, 4, 5, 6]
+    assert set(big.sample(200, np.random.default_rng(0))["reward"].tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}

@@ -92,9 +92,15 @@ class ReplayBuffer:
         return state
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        self.pos, self.size = (int(v) for v in state["cursor"])
+        pos, size = (int(v) for v in state["cursor"])
+        if size > self.capacity:
+            raise ValueError(f"a replay buffer of {size} transitions does not fit a capacity of {self.capacity}")
+        # Stored oldest-first from the cursor on, so a resumed run may also grow the buffer.
+        order = np.roll(np.arange(size), -pos)
         for k, v in self.arrays.items():
-            v[: self.size] = state[k]
+            v[:size] = state[k][order]
+        self.size = size
+        self.pos = size % self.capacity
 
 
 @dataclass
