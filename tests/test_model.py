@@ -139,6 +139,17 @@ def test_attention_implementations_agree_and_checkpointing_trains():
     assert model.action_head.weight.grad is not None
 
 
+def test_forward_names_wrong_widths():
+    model = tiny()
+    hist, prompt = batch()
+    with pytest.raises(ValueError, match=r"observation has shape \(2, 7, 6\); expected \(batch, steps, 5\)"):
+        model(**dict(hist, observation=torch.zeros(2, 7, S + 1)), prompt=prompt)
+    with pytest.raises(ValueError, match="action has shape"):
+        model(**dict(hist, action=torch.zeros(2, 7, A + 2)), prompt=prompt)
+    with pytest.raises(ValueError, match="prompt observation"):
+        model(**hist, prompt=dict(prompt, observation=torch.zeros(2, 6, 2)))
+
+
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="state_mean has 2 entries"):
         PromptDTModel(PromptDTConfig(state_dim=3, act_dim=1, state_mean=[0.0, 0.0]))
@@ -153,3 +164,12 @@ def test_numpy_agent_matches_full_recompute_over_200_steps():
     agent = model.agent(num_envs=2, prompts={k: v.numpy() for k, v in prompt.items()}, target_returns=5.0)
     action = agent.act(np.zeros((2, S), np.float32))
     assert action.shape == (2, A) and action.dtype == np.float32
+
+
+def test_config_from_dataset_carries_the_normalization(point_robot_dataset):
+    config = PromptDTConfig.from_dataset(point_robot_dataset, hidden_size=32, num_heads=1)
+    stats = point_robot_dataset.stats
+    assert (config.state_dim, config.act_dim, config.family) == (2, 2, "point-robot")
+    assert config.state_mean == stats["observation_mean"] and config.return_scale == stats["return_scale"]
+    assert config.action_low == [-0.1, -0.1] and config.max_timestep == 20
+    assert PromptDTModel(config).agent(3, prompts=None).config.hidden_size == 32

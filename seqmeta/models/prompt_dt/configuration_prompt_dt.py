@@ -56,6 +56,25 @@ class PromptDTConfig(PreTrainedConfig):
         self.action_low = list(self.action_low) if self.action_low is not None else [-1.0] * self.act_dim
         self.action_high = list(self.action_high) if self.action_high is not None else [1.0] * self.act_dim
 
+    @classmethod
+    def from_dataset(cls, dataset, **kwargs) -> PromptDTConfig:
+        """Widths, normalization stats, action box and family from a ``seqmeta.TrajectoryDataset``."""
+        meta, stats = dataset.meta, dataset.stats
+        values = dict(
+            state_dim=meta["observation_dim"],
+            act_dim=meta["action_dim"],
+            state_mean=stats["observation_mean"],
+            state_std=stats["observation_std"],
+            return_scale=stats["return_scale"],
+            action_low=meta["action_low"],
+            action_high=meta["action_high"],
+            max_timestep=max(meta["horizon"], 1),
+            family=meta["family"],
+            task_set=meta["task_set"],
+        )
+        values.update(kwargs)
+        return cls(**values)
+
     def check_shapes(self) -> None:
         for name, width in (
             ("state_mean", self.state_dim),

@@ -171,6 +171,9 @@ class PromptDTModel(PromptDTPreTrainedModel):
         and reward are unknown and may be anything: no prediction depends on them.
         """
         cfg = self.config
+        self._check_widths(observation, action, "")
+        if prompt is not None:
+            self._check_widths(prompt["observation"], prompt["action"], "prompt ")
         batch, steps = observation.shape[:2]
         if attention_mask is None:
             attention_mask = torch.ones(batch, steps, dtype=torch.bool, device=observation.device)
@@ -210,6 +213,17 @@ class PromptDTModel(PromptDTPreTrainedModel):
             out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
             out.loss = cfg.action_loss_weight * out.action_loss + cfg.reward_loss_weight * out.reward_loss
         return out
+
+    def _check_widths(self, observation: torch.Tensor, action: torch.Tensor, what: str) -> None:
+        cfg = self.config
+        if observation.dim() != 3 or observation.shape[-1] != cfg.state_dim:
+            raise ValueError(
+                f"{what}observation has shape {tuple(observation.shape)}; expected (batch, steps, {cfg.state_dim})"
+            )
+        if action.shape[:2] != observation.shape[:2] or action.shape[-1] != cfg.act_dim:
+            raise ValueError(
+                f"{what}action has shape {tuple(action.shape)}; expected {(*observation.shape[:2], cfg.act_dim)}"
+            )
 
     def agent(self, num_envs: int, prompts=None, target_returns=0.0, use_cache: bool = True):
         """A batched, streaming policy over ``num_envs`` envs (see ``seqmeta.agent.Agent``)."""
