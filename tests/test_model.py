@@ -171,5 +171,5 @@ def test_config_from_dataset_carries_the_normalization(point_robot_dataset):
     stats = point_robot_dataset.stats
     assert (config.state_dim, config.act_dim, config.family) == (2, 2, "point-robot")
     assert config.state_mean == stats["observation_mean"] and config.return_scale == stats["return_scale"]
-    assert config.action_low == [-0.1, -0.1] and config.max_timestep == 20
+    assert np.allclose(config.action_low, [-0.1, -0.1]) and config.max_timestep == 20
     assert PromptDTModel(config).agent(3, prompts=None).config.hidden_size == 32
