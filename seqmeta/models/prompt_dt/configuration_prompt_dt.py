@@ -20,7 +20,8 @@ class PromptDTConfig(PreTrainedConfig):
         (a multi-task decision transformer) and neither (behavior cloning) come from the same code.
     action_loss_weight, reward_loss_weight (`float`): weights of the action and auxiliary reward losses.
     state_mean, state_std (`list[float]`): observation normalization, from the training data.
-    return_scale (`float`): returns-to-go and rewards are divided by this before embedding.
+    return_scale (`float`): returns-to-go are divided by this before embedding.
+    reward_scale (`float`): rewards are divided by this before embedding, and predicted in these units.
     action_low, action_high (`list[float]`): the action box; the action head's tanh is mapped onto it.
     family, task_set (`str`): the task family and task set the model was trained on ("" if none).
     """
@@ -44,6 +45,7 @@ class PromptDTConfig(PreTrainedConfig):
     state_mean: list[float] | None = None
     state_std: list[float] | None = None
     return_scale: float = 1.0
+    reward_scale: float = 1.0
     action_low: list[float] | None = None
     action_high: list[float] | None = None
     family: str = ""
@@ -66,6 +68,7 @@ class PromptDTConfig(PreTrainedConfig):
             state_mean=stats["observation_mean"],
             state_std=stats["observation_std"],
             return_scale=stats["return_scale"],
+            reward_scale=stats["reward_std"] if stats["reward_std"] > 1e-6 else 1.0,
             action_low=meta["action_low"],
             action_high=meta["action_high"],
             max_timestep=max(meta["horizon"], 1),

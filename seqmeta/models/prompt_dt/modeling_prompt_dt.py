@@ -127,7 +127,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         tokens = torch.stack(
             [
                 self.embed_action(action),
-                self.embed_return(rtg) + self.embed_reward(prev_reward[..., None] / cfg.return_scale),
+                self.embed_return(rtg) + self.embed_reward(prev_reward[..., None] / cfg.reward_scale),
                 self.embed_state(state),
             ],
             dim=2,
@@ -199,7 +199,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         ).last_hidden_state
         hidden = hidden[:, num_prompt_tokens:].reshape(batch, steps, TOKENS_PER_STEP, -1)  # (B, T, 3, H)
         action_preds = self.action_from_hidden(hidden[:, :, STATE])
-        reward_preds = self.reward_head(hidden[:, 1:, ACT]).squeeze(-1) * cfg.return_scale  # r_t from act_{t+1}
+        reward_preds = self.reward_head(hidden[:, 1:, ACT]).squeeze(-1) * cfg.reward_scale  # r_t from act_{t+1}
         reward_preds = F.pad(reward_preds, (0, 1))
 
         out = PromptDTOutput(action_preds=action_preds, reward_preds=reward_preds, last_hidden_state=hidden)
@@ -209,7 +209,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             action_err = ((action_preds - action) / half_range).pow(2).mean(-1)
             out.action_loss = action_err[valid].mean()
             reward_valid = valid[:, :-1] & valid[:, 1:]
-            reward_err = ((reward_preds[:, :-1] - reward[:, :-1]) / cfg.return_scale).pow(2)
+            reward_err = ((reward_preds[:, :-1] - reward[:, :-1]) / cfg.reward_scale).pow(2)
             out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
             out.loss = cfg.action_loss_weight * out.action_loss + cfg.reward_loss_weight * out.reward_loss
         return out
