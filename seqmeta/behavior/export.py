@@ -94,5 +94,11 @@ def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
         },
     }
     atomic_write_json(weights_dir / "levels.json", levels)
-    logger.info("exported %s: expert %s, medium %s, mixed %s", family_name, names[best], names[medium], mixed)
+    logger.info(
+        "exported %s: expert %s, medium %s, mixed %s",
+        family_name,
+        names[best],
+        names[medium],
+        [names[i] for i in mixed],
+    )
     return levels

@@ -100,7 +100,7 @@ class _Checkpointer:
         path = self.root / pointer.read_text().strip()
         return path if path.exists() else None
 
-    def save(self, step: int, sac: SAC, replay: ReplayBuffer, rng: np.random.Generator) -> None:
+    def save(self, step: int, minutes: float, sac: SAC, replay: ReplayBuffer, rng: np.random.Generator) -> None:
         name = f"step_{step:07d}"
         tmp = self.root / f".{name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,6 +108,7 @@ class _Checkpointer:
         torch.save(
             {
                 "step": step,
+                "minutes": minutes,
                 "model": sac.state_dict(),
                 "optimizers": sac.optimizer_state(),
                 "torch_rng": torch.get_rng_state(),
@@ -123,7 +124,7 @@ class _Checkpointer:
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
 
-    def load(self, path: Path, sac: SAC, replay: ReplayBuffer, rng: np.random.Generator) -> int:
+    def load(self, path: Path, sac: SAC, replay: ReplayBuffer, rng: np.random.Generator) -> tuple[int, float]:
         # weights_only: a checkpoint can hold tensors and plain containers, never code.
         state = torch.load(path / "state.pt", weights_only=True)
         sac.load_state_dict(state["model"])
@@ -131,7 +132,7 @@ class _Checkpointer:
         torch.set_rng_state(state["torch_rng"])
         rng.bit_generator.state = json.loads(state["numpy_rng"])
         replay.load_state_dict(load_numpy(str(path / "replay.safetensors")))
-        return int(state["step"])
+        return int(state["step"]), float(state.get("minutes", 0.0))
 
 
 def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
@@ -150,9 +151,9 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
     sac = SAC(obs_dim, goal_dim, act_dim, config.sac)
     replay = ReplayBuffer(obs_dim + goal_dim, act_dim, config.total_steps)
     checkpointer = _Checkpointer(out)
-    step = 0
+    step, minutes_before = 0, 0.0  # training time is counted across resumes
     if (latest := checkpointer.latest()) is not None:
-        step = checkpointer.load(latest, sac, replay, rng)
+        step, minutes_before = checkpointer.load(latest, sac, replay, rng)
         logger.info("resumed %s at step %d", out, step)
     eval_tasks = _eval_tasks(family)
 
@@ -164,7 +165,7 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
 
     env, goal, obs = new_episode()
     bar = tqdm(total=config.total_steps, initial=step, desc=f"SAC {family.name}", unit="step")
-    start, stats = time.time(), {}
+    start, stats = time.time() - 60 * minutes_before, {}
     while step < config.total_steps:
         x = np.concatenate([obs, goal]).astype(np.float32)
         if step < config.warmup_steps:
@@ -214,6 +215,6 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
             )
             bar.set_postfix(mean_return=f"{np.mean(result['return']):.1f}")
         if step % config.checkpoint_every == 0 or step == config.total_steps:
-            checkpointer.save(step, sac, replay, rng)
+            checkpointer.save(step, (time.time() - start) / 60, sac, replay, rng)
     bar.close()
     return out
