@@ -10,8 +10,8 @@ Printed side by side, measured in the same run:
 - ``transformers.DecisionTransformerModel``: its usual full K-step window recompute (no prompt).
 
 Latency is measured in steady state (after K warm-up steps, the window full). Training: samples/s
-of forward + backward + AdamW step on the same random batch for seqmeta (with a 5-step prompt) and
-the HF model.
+of forward + backward + AdamW step on the same random batch for seqmeta (with a 5-step prompt, and
+without a prompt: the same tokens as HF) and the HF model.
 """
 
 from __future__ import annotations
@@ -107,13 +107,13 @@ def bench_training(ours: PromptDTModel, hf: DecisionTransformerModel, batch: int
     prompt = {k: torch.as_tensor(v) for k, v in make_prompt(batch, 5, np.random.default_rng(1)).items()}
     mask = torch.ones(batch, K, dtype=torch.long)
     results = {}
-    for name, model in (("seqmeta", ours), ("hf", hf)):
+    for name, model in (("seqmeta", ours), ("seqmeta, no prompt", ours), ("hf", hf)):
         model.train()
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
         def step(model=model, opt=opt, name=name):
-            if name == "seqmeta":
-                loss = model(**hist, prompt=prompt, return_loss=True).loss
+            if name.startswith("seqmeta"):
+                loss = model(**hist, prompt=prompt if name == "seqmeta" else None, return_loss=True).loss
             else:
                 out = model(
                     states=hist["observation"],
@@ -169,10 +169,11 @@ def main() -> None:
         if (n, 5) in by and (n, 50) in by:
             print(f"batch {n}: cached step with a 50-step prompt costs {by[(n, 50)] / by[(n, 5)]:.2f}x the 5-step one")
     train = bench_training(ours, hf, args.train_batch, max(5, args.calls // 4))
-    print(
-        f"\ntraining step, batch {args.train_batch}, K={K}: seqmeta (5-step prompt) {train['seqmeta']:.0f} "
-        f"samples/s, HF DT {train['hf']:.0f} samples/s ({train['seqmeta'] / train['hf']:.2f}x)"
-    )
+    print(f"\ntraining step (forward + backward + AdamW), batch {args.train_batch}, K={K}, samples/s:")
+    for name in ("seqmeta", "seqmeta, no prompt"):
+        label = f"{name} (5-step prompt)" if name == "seqmeta" else name
+        print(f"  {label:<28} {train[name]:8.0f}   ({train[name] / train['hf']:.2f}x HF)")
+    print(f"  {'HF DecisionTransformerModel':<28} {train['hf']:8.0f}")
 
 
 if __name__ == "__main__":

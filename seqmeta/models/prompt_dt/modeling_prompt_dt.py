@@ -7,9 +7,11 @@ Tokens. Each step t becomes three tokens, in this order:
     state_t = embed(s_t)                           -> action head predicts a_t
 
 and the act token of step t+1, which holds a_t but not yet r_t, feeds the reward head: r_hat(s_t, a_t).
-Rewards are part of every token triple, so a prompt tells tasks apart by their rewards, not only
-by their returns-to-go. A prompt (J segments of K* steps of another episode of the task) is the same
-triples with a "prompt" token-type embedding, placed before the history.
+
+A prompt (J segments of K* steps of other episodes of the task) comes first, one token per step:
+embed(s, a, r, R) of that step. It is only ever attended to, never predicted from, so one token
+carries all it has to say, and a long prompt costs a third of what three tokens per step would.
+Prompt tokens hold the rewards, so a prompt tells tasks apart by their rewards, not only by returns.
 
 Attention. Prompt tokens attend causally among themselves. A history token of step t attends to
 every prompt token and to the history tokens of steps t-K+1..t (a band of K steps, causal). Because
@@ -36,7 +38,7 @@ from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
 
 TOKENS_PER_STEP = 3
 ACT, RET, STATE = 0, 1, 2
-HISTORY, PROMPT = 0, 1
+PROMPT_TOKEN_TYPE = TOKENS_PER_STEP  # token types 0-2: the history slots; 3: a prompt step
 NORMALIZATION_BUFFERS = ("state_mean", "state_std", "action_low", "action_high")
 
 
@@ -93,7 +95,8 @@ class PromptDTModel(PromptDTPreTrainedModel):
         self.embed_return = nn.Linear(1, h)
         self.embed_reward = nn.Linear(1, h)
         self.embed_timestep = nn.Embedding(config.max_timestep, h)
-        self.embed_token_type = nn.Embedding(2 * TOKENS_PER_STEP, h)  # (segment, slot)
+        self.embed_prompt_step = nn.Linear(config.state_dim + config.act_dim + 2, h)  # (s, a, r, R)
+        self.embed_token_type = nn.Embedding(TOKENS_PER_STEP + 1, h)
         self.embed_ln = nn.LayerNorm(h)
         self.backbone = GPT2Model(config.make_backbone_config())
         # Tokens arrive as inputs_embeds: the word embedding is never used (frozen, so DDP does not wait
@@ -107,6 +110,15 @@ class PromptDTModel(PromptDTPreTrainedModel):
 
     # ---- tokens -------------------------------------------------------------------------------
 
+    def _normalize(self, observation: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        half_range = (self.action_high - self.action_low) / 2
+        state = (observation - self.state_mean) / self.state_std
+        return state, (action - (self.action_low + half_range)) / half_range  # actions into [-1, 1]
+
+    def _add_time_and_type(self, tokens: torch.Tensor, timestep: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        time = self.embed_timestep(timestep.clamp(0, self.config.max_timestep - 1))
+        return tokens + (time[:, :, None] if tokens.dim() == 4 else time) + self.embed_token_type(types)
+
     def embed_steps(
         self,
         observation: torch.Tensor,  # (B, T, S)
@@ -114,13 +126,10 @@ class PromptDTModel(PromptDTPreTrainedModel):
         prev_reward: torch.Tensor,  # (B, T)
         return_to_go: torch.Tensor,  # (B, T)
         timestep: torch.Tensor,  # (B, T)
-        segment: int,
     ) -> torch.Tensor:
-        """Token triples for T steps: (B, 3T, H)."""
+        """History token triples for T steps: (B, 3T, H)."""
         cfg = self.config
-        state = (observation - self.state_mean) / self.state_std
-        half_range = (self.action_high - self.action_low) / 2
-        action = (prev_action - (self.action_low + half_range)) / half_range  # into [-1, 1]
+        state, action = self._normalize(observation, prev_action)
         rtg = return_to_go[..., None] / cfg.return_scale
         if not cfg.use_return:
             rtg = torch.zeros_like(rtg)
@@ -132,20 +141,25 @@ class PromptDTModel(PromptDTPreTrainedModel):
             ],
             dim=2,
         )  # (B, T, 3, H)
-        tokens = tokens + self.embed_timestep(timestep.clamp(0, cfg.max_timestep - 1))[:, :, None]
-        types = torch.arange(TOKENS_PER_STEP, device=tokens.device) + segment * TOKENS_PER_STEP
-        tokens = tokens + self.embed_token_type(types)
-        return self.embed_ln(tokens.flatten(1, 2))  # (B, 3T, H)
+        types = torch.arange(TOKENS_PER_STEP, device=tokens.device)
+        return self.embed_ln(self._add_time_and_type(tokens, timestep, types).flatten(1, 2))  # (B, 3T, H)
 
     def embed_prompt(self, prompt: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt tokens (B, 3P, H) and their key mask (B, 3P); prompt arrays are (B, P, ...)."""
-        mask = prompt["attention_mask"].bool()
-        prev_action = prompt.get("prev_action", previous_step(prompt["action"], mask))
-        prev_reward = prompt.get("prev_reward", previous_step(prompt["reward"], mask))
-        tokens = self.embed_steps(
-            prompt["observation"], prev_action, prev_reward, prompt["return_to_go"], prompt["timestep"], PROMPT
+        """Prompt tokens (B, P, H), one per step, and their key mask (B, P); prompt arrays are (B, P, ...)."""
+        cfg = self.config
+        state, action = self._normalize(prompt["observation"], prompt["action"])
+        step = torch.cat(
+            [
+                state,
+                action,
+                prompt["reward"][..., None] / cfg.reward_scale,
+                prompt["return_to_go"][..., None] / cfg.return_scale,
+            ],
+            dim=-1,
         )
-        return tokens, mask.repeat_interleave(TOKENS_PER_STEP, dim=1)
+        types = torch.full(step.shape[:2], PROMPT_TOKEN_TYPE, dtype=torch.long, device=step.device)
+        tokens = self._add_time_and_type(self.embed_prompt_step(step), prompt["timestep"], types)
+        return self.embed_ln(tokens), prompt["attention_mask"].bool()
 
     # ---- full forward (training, and the exact reference for the streaming agent) -------------
 
@@ -181,7 +195,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             prev_action = previous_step(action, attention_mask.bool())
         if prev_reward is None:
             prev_reward = previous_step(reward, attention_mask.bool())
-        tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep, HISTORY)
+        tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep)
         key_mask = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
         num_prompt_tokens = 0
         if cfg.use_prompt and prompt is not None:
@@ -243,7 +257,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         """Compute the prompt's keys/values once for an episode; returns the state ``stream_step`` uses."""
         device = self.state_mean.device
         use_prompt = self.config.use_prompt and prompt is not None
-        prompt_tokens = TOKENS_PER_STEP * prompt["observation"].shape[1] if use_prompt else 0
+        prompt_tokens = prompt["observation"].shape[1] if use_prompt else 0
         cache = PromptRingCache(self.config.num_layers, prompt_tokens, self.config.context_length)
         key_valid = torch.zeros(batch, cache.layers[0].capacity, dtype=torch.bool, device=device)
         if use_prompt:
@@ -273,7 +287,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         batch = observation.shape[0]
         timestep = torch.full((batch, 1), state.step, dtype=torch.long, device=observation.device)
         tokens = self.embed_steps(
-            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None], timestep, HISTORY
+            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None], timestep
         )  # (B, 3, H)
         slot = state.cache.expect_step(state.step)
         state.key_valid[:, slot : slot + TOKENS_PER_STEP] = True
