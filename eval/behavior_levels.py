@@ -13,32 +13,19 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from seqmeta.behavior.evaluate import run_episodes
 from seqmeta.behavior.policies import available_qualities, load_behavior_policy
 from seqmeta.tasks import get_family
 
 
 def run_level(family, quality: str, tasks: list[int], episodes: int, seed: int):
-    """Returns (E, T) returns and (E, T) mean x-velocities: episodes x tasks, all envs in one batch."""
-    params = family.task_set().params
-    slots = [t for _ in range(episodes) for t in tasks]
-    envs = SyncVectorEnv([lambda p=params[t]: family.make_env(p) for t in slots], autoreset_mode=AutoresetMode.DISABLED)
-    goals = np.stack([family.goal_features(params[t]) for t in slots])
-    policy = load_behavior_policy(family, quality, len(slots))
+    """(episodes, tasks) returns and mean x-velocities of one behavior level, all envs in one batch."""
+    policy = load_behavior_policy(family, quality, episodes * len(tasks))
     rng = np.random.default_rng(seed)
-    policy.start_episodes(np.arange(len(slots)), rng)
-    obs, _ = envs.reset(seed=seed)
-    returns, velocity, alive = np.zeros(len(slots)), np.zeros(len(slots)), np.ones(len(slots), bool)
-    for _ in range(family.horizon):
-        obs, reward, terminated, truncated, info = envs.step(policy.act(obs, goals, rng))
-        returns += reward * alive
-        velocity += info.get("x_velocity", np.zeros(len(slots))) * alive / family.horizon
-        alive &= ~(terminated | truncated)
-        if not alive.any():
-            break
-    envs.close()
-    return returns.reshape(episodes, len(tasks)), velocity.reshape(episodes, len(tasks))
+    policy.start_episodes(np.arange(policy.num_envs), rng)
+    result = run_episodes(family, tasks, lambda obs, goals: policy.act(obs, goals, rng), episodes, seed)
+    return result["return"], result["mean_velocity"]
 
 
 def main() -> None:

@@ -72,6 +72,8 @@ def test_shipped_policies_collect_every_level(tmp_path, family):
         pytest.skip(f"no shipped {family} behavior policy in this checkout")
     d = collect_dataset(family, levels, str(tmp_path / family), tasks="0", episodes_per_task=1, progress=False)
     assert set(d.meta["qualities"]) == set(levels)
+    again = collect_dataset(family, levels, str(tmp_path / "again"), tasks="0", episodes_per_task=1, progress=False)
+    np.testing.assert_array_equal(again.column("action"), d.column("action"))  # stochastic levels too
     returns = {q: v["mean_return"] for q, v in d.meta["qualities"].items()}
     assert returns["expert"] > returns["random"]
 

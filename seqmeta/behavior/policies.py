@@ -96,11 +96,13 @@ class SnapshotPolicy(BehaviorPolicy):
     @torch.no_grad()
     def act(self, obs, goals, rng):
         x = torch.from_numpy(np.concatenate([obs, goals], axis=-1).astype(np.float32))
+        # Exploration noise comes from the caller's numpy generator: collection is reproducible.
+        noise = torch.from_numpy(rng.standard_normal((len(obs), len(self.low))).astype(np.float32))
         out = np.empty((len(obs), len(self.low)), np.float32)
         for k, actor in enumerate(self.actors):
             rows = np.flatnonzero(self.choice[: len(obs)] == k)
             if len(rows):
-                out[rows] = actor(x[rows], deterministic=self.deterministic)[0].numpy()
+                out[rows] = actor(x[rows], deterministic=self.deterministic, noise=noise[rows])[0].numpy()
         return self.low + (out + 1.0) * 0.5 * (self.high - self.low)
 
     def describe(self) -> str:

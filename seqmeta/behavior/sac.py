@@ -37,13 +37,19 @@ class Actor(nn.Module):
         self.obs_dim, self.goal_dim, self.act_dim, self.hidden = obs_dim, goal_dim, act_dim, hidden
         self.net = mlp(obs_dim + goal_dim, 2 * act_dim, hidden)
 
-    def forward(self, obs_goal: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (action in [-1, 1], log-probability); the log-probability is 0 when deterministic."""
+    def forward(
+        self, obs_goal: torch.Tensor, deterministic: bool = False, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (action in [-1, 1], log-probability); the log-probability is 0 when deterministic.
+
+        ``noise`` (standard normal, shaped like the action) may be given, so a caller with its own
+        seeded generator gets reproducible samples.
+        """
         mean, log_std = self.net(obs_goal).chunk(2, dim=-1)
         if deterministic:
             return torch.tanh(mean), torch.zeros(mean.shape[:-1], device=mean.device)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.randn_like(mean)
+        noise = torch.randn_like(mean) if noise is None else noise
         pre_tanh = mean + noise * log_std.exp()
         action = torch.tanh(pre_tanh)
         # Gaussian log-density, then the tanh change of variables (numerically stable form).

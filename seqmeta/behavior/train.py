@@ -27,6 +27,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from seqmeta.behavior.evaluate import run_episodes
 from seqmeta.behavior.sac import SAC, ReplayBuffer, SACHyperparameters
 from seqmeta.io import atomic_write_json, atomic_write_text
 from seqmeta.tasks import TaskFamily, get_family
@@ -67,26 +68,14 @@ def _eval_tasks(family: TaskFamily) -> list[int]:
 
 def evaluate_actor(actor, family: TaskFamily, task_indices: list[int], seed: int) -> dict[str, list[float]]:
     """One deterministic episode per task, all tasks stepped as one batch."""
-    params = [family.task_set().params[i] for i in task_indices]
-    envs = [family.make_env(p) for p in params]
-    goals = np.stack([family.goal_features(p) for p in params])
-    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
-    returns, velocities = np.zeros(len(envs)), [[] for _ in envs]
-    alive = np.ones(len(envs), bool)
-    for _ in range(family.horizon):
-        with torch.no_grad():
-            x = torch.from_numpy(np.concatenate([obs, goals], -1).astype(np.float32))
-            actions = actor(x, deterministic=True)[0].numpy()
-        for i, env in enumerate(envs):
-            if not alive[i]:
-                continue
-            o, r, term, trunc, info = env.step(_scale_action(actions[i], env.action_space))
-            obs[i], returns[i] = o, returns[i] + r
-            velocities[i].append(info.get("x_velocity", np.nan))
-            alive[i] = not (term or trunc)
-        if not alive.any():
-            break
-    return {"return": returns.tolist(), "mean_velocity": [float(np.mean(v)) for v in velocities]}
+
+    @torch.no_grad()
+    def act(obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.concatenate([obs, goals], -1).astype(np.float32))
+        return _scale_action(actor(x, deterministic=True)[0].numpy(), family.action_space)
+
+    result = run_episodes(family, task_indices, act, episodes=1, seed=seed)
+    return {"return": result["return"][0].tolist(), "mean_velocity": result["mean_velocity"][0].tolist()}
 
 
 class _Checkpointer:
