@@ -90,6 +90,24 @@ def cmd_info(args: argparse.Namespace) -> None:
     _print_summary(load_trajectories(args.path))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    from seqmeta.trainer import TrainConfig, train
+
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{name: getattr(args, name) for name in fields})
+    print(f"model saved to {train(config, resume=args.resume)}")
+
+
+def _add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
+    """One --option per field of a config dataclass, typed by its default."""
+    for name, f in cls.__dataclass_fields__.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"(default: {f.default!r})")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from seqmeta.demo import run_demo
 
@@ -152,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("info", help="summarize a dataset folder")
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
+
+    from seqmeta.trainer import TrainConfig
+
+    p = verbs.add_parser("train", help="meta-train a model on a dataset (checkpoints, --resume)")
+    _add_dataclass_options(p, TrainConfig)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+    p.set_defaults(func=cmd_train)
 
     p = verbs.add_parser("demo", help="the main job on its embedded default (collects the demo datasets)")
     p.add_argument("--output-dir", default="outputs/demo")
