@@ -86,11 +86,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     from seqmeta.data.dataset import load_trajectories
     from seqmeta.data.samplers import PromptSampler, WindowSampler, flatten_prompt
 
-    out = Path(config.output_dir)
+    run_dir = Path(config.output_dir)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        project_config=ProjectConfiguration(project_dir=str(out), automatic_checkpoint_naming=True, total_limit=2),
+        project_config=ProjectConfiguration(project_dir=str(run_dir), automatic_checkpoint_naming=True, total_limit=2),
     )
     set_seed(config.seed)
     data = load_trajectories(config.data)
@@ -120,14 +120,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     counter = _StepCounter()
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(windows, prompts, counter)
-    saved = sorted((out / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
+    saved = sorted((run_dir / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
     if resume and saved:
         accelerator.load_state()  # the latest automatic checkpoint
         # accelerate does not advance its checkpoint numbering on load; the next save follows the last.
         accelerator.project_configuration.iteration = int(saved[-1].name.split("_")[1]) + 1
         logger.info("resumed from %s at step %d", saved[-1], counter.step)
     if accelerator.is_main_process:
-        atomic_write_json(out / "train_config.json", asdict(config))
+        atomic_write_json(run_dir / "train_config.json", asdict(config))
 
     model.train()
     bar = tqdm(total=config.max_steps, initial=counter.step, desc="train", disable=not accelerator.is_main_process)
@@ -135,12 +135,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         with accelerator.accumulate(model):
             batch = windows.sample()
             prompt = flatten_prompt(prompts.sample(batch["task_index"], batch["episode_index"]))
-            out_ = model(
+            output = model(
                 **_to_tensors(batch, accelerator.device),
                 prompt=_to_tensors(prompt, accelerator.device),
                 return_loss=True,
             )
-            accelerator.backward(out_.loss)
+            accelerator.backward(output.loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
@@ -149,13 +149,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if accelerator.sync_gradients:
             counter.step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{out_.loss.item():.4f}")
+            bar.set_postfix(loss=f"{output.loss.item():.4f}")
             if counter.step % config.checkpoint_every == 0 or counter.step == config.max_steps:
                 accelerator.save_state()
     bar.close()
 
     accelerator.wait_for_everyone()
-    final = out / "model"
+    final = run_dir / "model"
     accelerator.unwrap_model(model).save_pretrained(
         final, is_main_process=accelerator.is_main_process, save_function=accelerator.save
     )

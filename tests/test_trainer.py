@@ -58,7 +58,6 @@ def test_train_verb_writes_a_model_the_agent_runs(point_robot_dataset, tmp_path)
     assert main(argv) == 0
     model = AutoModel.from_pretrained(tmp_path / "t" / "model")
     assert model.config.use_return is False and model.config.family == "point-robot"
-    assert model.agent(2, prompts=None).config.use_prompt  # prompts are needed at act time
     agent = AutoModel.from_pretrained(tmp_path / "t" / "model").agent(
         2,
         prompts={
