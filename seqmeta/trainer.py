@@ -40,7 +40,7 @@ class TrainConfig:
     """history steps per sample; longer than context_length trains the band the agent streams with"""
     context_length: int = 20
     """K: history steps a token attends to"""
-    prompt_segments: int = 1
+    num_prompt_segments: int = 1
     """J: prompt segments per sample"""
     prompt_length: int = 5
     """K*: steps per prompt segment"""
@@ -59,6 +59,11 @@ class TrainConfig:
     """no, fp16 or bf16 (where the device supports it)"""
     checkpoint_every: int = 500
     seed: int = 0
+
+    def model_options(self) -> dict:
+        """The fields that configure the model: those named like a ``PromptDTConfig`` field."""
+        model_fields = PromptDTConfig.__dataclass_fields__
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name in model_fields}
 
 
 class _StepCounter:
@@ -95,20 +100,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     set_seed(config.seed)
     data = load_trajectories(config.data)
     tasks = data.family.task_set(data.meta["task_set"]).train_indices
-    model = PromptDTModel(
-        PromptDTConfig.from_dataset(
-            data,
-            context_length=config.context_length,
-            prompt_length=config.prompt_length,
-            num_prompt_segments=config.prompt_segments,
-            use_prompt=config.use_prompt,
-            use_return=config.use_return,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            dropout=config.dropout,
-        )
-    )
+    model = PromptDTModel(PromptDTConfig.from_dataset(data, **config.model_options()))
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -116,7 +108,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     # Each process samples its own stream: different data per rank, reproducible per seed.
     seed = config.seed + 1000 * accelerator.process_index
     windows = WindowSampler(data, config.segment_length, config.batch_size, tasks=tasks, seed=seed)
-    prompts = PromptSampler(data, config.prompt_segments, config.prompt_length, seed=seed + 1)
+    prompts = PromptSampler(data, config.num_prompt_segments, config.prompt_length, seed=seed + 1)
     counter = _StepCounter()
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     accelerator.register_for_checkpointing(windows, prompts, counter)

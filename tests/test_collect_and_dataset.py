@@ -1,5 +1,4 @@
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -178,4 +177,3 @@ def test_metadata_is_plain_json(point_robot_dataset):
     meta = json.loads((point_robot_dataset.path / "seqmeta.json").read_text())
     assert meta["family"] == "point-robot" and meta["format_version"] == 1
     assert not any(p.suffix in (".pkl", ".pickle") for p in point_robot_dataset.path.iterdir())
-    assert os.path.basename(point_robot_dataset.path) == "point-robot"

@@ -37,7 +37,6 @@ class _Slicer:
             name: (slice(lo, hi) if name in ("observation", "action") else lo)
             for name, lo, hi in zip(STEP_FIELDS, bounds[:-1], bounds[1:], strict=True)
         }
-        self.episodes = dataset.episodes
 
     def gather(self, ends: np.ndarray, step_in_episode: np.ndarray, length: int) -> dict[str, np.ndarray]:
         """Slices ending at rows ``ends`` (any shape S), which are ``step_in_episode`` into their episode.
