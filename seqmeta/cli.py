@@ -5,6 +5,8 @@ seqmeta collect ...                   roll out behavior policies into a dataset
 seqmeta import-hdf5 ...               D4RL-style HDF5 files (one per task) into a dataset
 seqmeta import-minari ...             Minari datasets into a dataset
 seqmeta info DIR                      summarize a dataset
+seqmeta train --config RECIPE ...     meta-train (also: accelerate launch -m seqmeta train ...)
+seqmeta finetune --model DIR ...      adapt a trained model to new tasks (full, lora, awr)
 seqmeta demo                          the main job on its embedded default
 """
 
@@ -91,21 +93,19 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from seqmeta.configs import load_config, overrides_from_args
     from seqmeta.trainer import TrainConfig, train
 
-    fields = TrainConfig.__dataclass_fields__
-    config = TrainConfig(**{name: getattr(args, name) for name in fields})
+    config = load_config(TrainConfig, args.config, overrides_from_args(args, TrainConfig))
     print(f"model saved to {train(config, resume=args.resume)}")
 
 
-def _add_dataclass_options(parser: argparse.ArgumentParser, cls) -> None:
-    """One --option per field of a config dataclass, typed by its default."""
-    for name, f in cls.__dataclass_fields__.items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=f"(default: {f.default!r})")
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from seqmeta.configs import load_config, overrides_from_args
+    from seqmeta.finetune import FinetuneConfig, finetune
+
+    config = load_config(FinetuneConfig, args.config, overrides_from_args(args, FinetuneConfig))
+    print(f"model saved to {finetune(config, resume=args.resume)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -171,12 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
 
+    from seqmeta.configs import add_config_options
+    from seqmeta.finetune import FinetuneConfig
     from seqmeta.trainer import TrainConfig
 
-    p = verbs.add_parser("train", help="meta-train a model on a dataset (checkpoints, --resume)")
-    _add_dataclass_options(p, TrainConfig)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
-    p.set_defaults(func=cmd_train)
+    for verb, cls, func, what in (
+        ("train", TrainConfig, cmd_train, "meta-train a model on a dataset"),
+        ("finetune", FinetuneConfig, cmd_finetune, "adapt a trained model to new tasks from a few trajectories"),
+    ):
+        p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
+        p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags given here override it")
+        add_config_options(p, cls)
+        p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+        p.set_defaults(func=func)
 
     p = verbs.add_parser("demo", help="the main job on its embedded default (collects the demo datasets)")
     p.add_argument("--output-dir", default="outputs/demo")

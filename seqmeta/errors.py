@@ -30,3 +30,7 @@ class DatasetNotFoundError(SeqmetaError, FileNotFoundError):
 
 class BehaviorPolicyError(SeqmetaError, ValueError):
     """A behavior policy or quality level that does not exist for a family."""
+
+
+class ConfigError(SeqmetaError, ValueError):
+    """A recipe or run config with an unknown key, a value of the wrong type, or one a resume cannot accept."""

@@ -1,69 +1,154 @@
 """Meta-training with accelerate: one loop for CPU, one GPU, or many (``accelerate launch``).
 
-Each sample is a context segment of a training task plus a prompt cut from a different episode of
-the same task; the loss is the action loss plus the weighted reward loss. Checkpoints are
-``Accelerator.save_state`` folders (model, optimizer, scheduler, RNG states, the samplers' states
-and the step counter); ``resume=True`` continues from the latest one. The result is a
+Each sample is a history segment of a training task plus a prompt cut from a different episode of
+the same task; the loss is the action loss plus the weighted reward and value losses. A fraction
+``return_dropout`` of samples hide their returns, which trains the value head (the model's own
+return estimate) and the return-free policy.
+
+``fit`` is the loop that training and fine-tuning share: accelerate does device placement, mixed
+precision, gradient accumulation, DDP/FSDP and the trackers (tensorboard by default, plus
+``train_log.jsonl``). Checkpoints are ``Accelerator.save_state`` folders (model, optimizer,
+scheduler, RNG states, every rank's sampler state, the step counter) with the resolved config
+beside them; ``resume=True`` continues from the latest complete one. The result is a
 ``save_pretrained`` folder that ``from_pretrained`` and the agent load directly, with the resolved
-training config beside it.
+config beside it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-from dataclasses import asdict, dataclass
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seqmeta.io import atomic_write_json
+from seqmeta.configs import option, read_yaml, save_config
+from seqmeta.errors import ConfigError
+from seqmeta.io import atomic_directory
 from seqmeta.models import PromptDTConfig, PromptDTModel
 
 logger = logging.getLogger(__name__)
+
+LOG_FILE = "train_log.jsonl"
+# Fields a resumed run may change: how long it runs and what it reports, not what it learns.
+RESUMABLE_CHANGES = frozenset({"max_steps", "checkpoint_every", "log_every", "eval_every", "eval_batches", "report_to"})
 
 
 @dataclass
 class TrainConfig:
     """Meta-training of a prompt- and return-conditioned decision transformer."""
 
-    data: str = ""
-    """dataset folder (``seqmeta collect`` output); its task set's training tasks are used"""
-    output_dir: str = "outputs/train"
-    """checkpoints/ and the final model/ go here"""
-    max_steps: int = 2000
-    """optimizer steps"""
-    batch_size: int = 64
-    """samples per process and step"""
-    segment_length: int = 20
-    """history steps per sample; longer than context_length trains the band the agent streams with"""
-    context_length: int = 20
-    """K: history steps a token attends to"""
-    num_prompt_segments: int = 1
-    """J: prompt segments per sample"""
-    prompt_length: int = 5
-    """K*: steps per prompt segment"""
-    use_prompt: bool = True
-    use_return: bool = True
-    hidden_size: int = 128
-    num_layers: int = 3
-    num_heads: int = 1
-    dropout: float = 0.1
-    learning_rate: float = 1e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 100
-    grad_clip: float = 0.25
-    gradient_accumulation_steps: int = 1
-    mixed_precision: str = "no"
-    """no, fp16 or bf16 (where the device supports it)"""
-    checkpoint_every: int = 500
-    seed: int = 0
+    data: str = option("", "dataset folder (`seqmeta collect` output); its task set's training tasks are trained on")
+    output_dir: str = option("outputs/train", "checkpoints/, logs/, train_log.jsonl and the final model/ go here")
+    max_steps: int = option(2000, "optimizer steps")
+    batch_size: int = option(64, "samples per process and step")
+    segment_length: int = option(
+        40, "history steps per sample; longer than context_length trains the K-step band the agent streams with"
+    )
+    context_length: int = option(20, "K: history steps a token attends to")
+    num_prompt_segments: int = option(1, "J: prompt segments per sample")
+    prompt_length: int = option(5, "K*: steps per prompt segment")
+    use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
+    use_return: bool = option(True, "condition on the return-to-go")
+    return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (trains the value head)")
+    hidden_size: int = option(128, "transformer width")
+    num_layers: int = option(3, "transformer blocks")
+    num_heads: int = option(1, "attention heads")
+    dropout: float = option(0.1, "dropout in the transformer")
+    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear learning-rate warmup steps")
+    grad_clip: float = option(0.25, "gradient norm clip")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
+    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
+    checkpoint_every: int = option(500, "steps between save_state checkpoints (the last two are kept)")
+    log_every: int = option(20, "steps between tracker logs")
+    eval_every: int = option(250, "steps between validation losses on held-out tasks (0: never)")
+    eval_batches: int = option(4, "batches per validation (the same batches every time)")
+    report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
+    seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)")
 
     def model_options(self) -> dict:
         """The fields that configure the model: those named like a ``PromptDTConfig`` field."""
         model_fields = PromptDTConfig.__dataclass_fields__
         return {name: getattr(self, name) for name in self.__dataclass_fields__ if name in model_fields}
+
+
+# ---- batches ------------------------------------------------------------------------------------
+
+
+class EpisodeBatches:
+    """Training samples: history segments, each with a prompt from another episode of its task.
+
+    ``sample()`` returns the model's keyword arguments as numpy arrays (the prompt as a nested dict),
+    with ``hide_return`` set on a ``return_dropout`` fraction of samples. ``tasks`` and ``episodes``
+    restrict which episodes segments and prompts come from; with ``same_episode_prompts`` a prompt
+    may come from the sample's own episode (fine-tuning on a single trajectory).
+    """
+
+    def __init__(
+        self,
+        data,
+        *,
+        segment_length: int,
+        batch_size: int,
+        num_prompt_segments: int,
+        prompt_length: int,
+        use_prompt: bool = True,
+        return_dropout: float = 0.0,
+        tasks=None,
+        episodes=None,
+        same_episode_prompts: bool = False,
+        seed: int = 0,
+    ):
+        from seqmeta.data.samplers import PromptSampler, WindowSampler
+
+        self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=episodes)
+        self.prompts = PromptSampler(data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes)
+        self.use_prompt, self.return_dropout = use_prompt, return_dropout
+        self.same_episode_prompts = same_episode_prompts
+        self.rng = np.random.default_rng(seed + 2)
+
+    def sample(self) -> dict[str, Any]:
+        from seqmeta.data.samplers import flatten_prompt
+
+        batch = self.windows.sample()
+        task, episode = batch.pop("task_index"), batch.pop("episode_index")
+        if self.use_prompt:
+            exclude = None if self.same_episode_prompts else episode
+            batch["prompt"] = flatten_prompt(self.prompts.sample(task, exclude))
+        batch["hide_return"] = self.rng.random(len(task)) < self.return_dropout
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "windows": self.windows.state_dict(),
+            "prompts": self.prompts.state_dict(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.windows.load_state_dict(state["windows"])
+        self.prompts.load_state_dict(state["prompts"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """numpy arrays (and nested dicts of them) -> tensors on ``device``."""
+    return {
+        k: to_device(v, device) if isinstance(v, dict) else torch.as_tensor(v, device=device) for k, v in batch.items()
+    }
+
+
+# ---- checkpointed state -------------------------------------------------------------------------
 
 
 class _StepCounter:
@@ -79,78 +164,279 @@ class _StepCounter:
         self.step = int(state["step"])
 
 
-def _to_tensors(arrays: dict, device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: torch.as_tensor(v, device=device) for k, v in arrays.items() if k not in ("task_index", "episode_index")}
+class _PerRank:
+    """Every process's state of a stateful object, in one checkpoint file.
+
+    accelerate writes registered objects from the main process only; each rank samples its own data
+    stream, so its state is gathered here and each rank takes its own back on load.
+    """
+
+    def __init__(self, accelerator, obj) -> None:
+        self.accelerator, self.obj = accelerator, obj
+
+    def state_dict(self) -> dict[str, Any]:
+        from accelerate.utils import gather_object
+
+        return {"ranks": gather_object([self.obj.state_dict()])}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state["ranks"]
+        if len(ranks) != self.accelerator.num_processes:
+            raise ConfigError(
+                f"the checkpoint was written by {len(ranks)} processes and this run has "
+                f"{self.accelerator.num_processes}; resume with the same number of processes"
+            )
+        self.obj.load_state_dict(ranks[self.accelerator.process_index])
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Train (or, with ``resume``, continue) and return the folder of the saved model."""
-    from accelerate import Accelerator  # imported here: `seqmeta --help` stays quick
+def _jsonl_tracker(path: Path):
+    from accelerate.tracking import GeneralTracker
+
+    class JsonLinesTracker(GeneralTracker):
+        """One JSON object per log call, appended to ``train_log.jsonl`` (what seqmeta's plots read)."""
+
+        name = "jsonl"
+        requires_logging_directory = False
+        main_process_only = True
+
+        def __init__(self):
+            super().__init__()
+            self.path = path
+
+        @property
+        def tracker(self):
+            return self.path
+
+        def store_init_configuration(self, values: dict) -> None:
+            pass
+
+        def log(self, values: dict, step: int | None = None, **kwargs) -> None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+
+    return JsonLinesTracker()
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """The entries of a ``train_log.jsonl``; where a resumed run logged a step again, the last entry wins."""
+    entries: dict[tuple, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line)
+        entries[(entry["step"], tuple(sorted(entry)))] = entry
+    return sorted(entries.values(), key=lambda e: e["step"])
+
+
+def _complete_checkpoints(checkpoint_dir: Path, config_name: str) -> list[Path]:
+    """Checkpoint folders in step order; one a killed save left without its config is removed."""
+    found = sorted(checkpoint_dir.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
+    complete = [p for p in found if (p / config_name).exists()]
+    for p in found:
+        if p not in complete:
+            logger.warning("removing %s: a save that did not finish", p)
+            shutil.rmtree(p, ignore_errors=True)
+    return complete
+
+
+def _check_resumable(config, saved_path: Path) -> None:
+    saved = read_yaml(saved_path)
+    current = dataclasses.asdict(config)
+    changed = [k for k in current if k not in RESUMABLE_CHANGES and k in saved and saved[k] != current[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+        raise ConfigError(
+            f"--resume with a config that differs from the run's ({saved_path}) in {diffs}; resume with the "
+            f"same settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may change) or choose a new --output-dir"
+        )
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if choice not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"mixed_precision must be no, fp16, bf16 or auto, got {choice!r}")
+    return choice
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+
+
+def fit(
+    config,
+    build_model: Callable[[], torch.nn.Module],
+    make_batches: Callable[[int], EpisodeBatches],
+    *,
+    resume: bool = False,
+    config_name: str = "train_config.yaml",
+    validation_batches: Callable[[], list[dict[str, Any]]] | None = None,
+    action_weights: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    trainable: Callable[[torch.nn.Module], list[torch.nn.Parameter]] | None = None,
+):
+    """Run the optimizer loop of ``config`` (a ``TrainConfig`` or ``FinetuneConfig``).
+
+    ``build_model()`` is called after seeding; ``make_batches(seed)`` makes this process's sample
+    stream; ``validation_batches()`` the fixed held-out batches (or None); ``action_weights(batch)``
+    per-step weights of the action loss (advantage weighting). Returns the accelerator and the
+    prepared model; the caller saves the artifact (``save_model``).
+    """
+    from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
-    from seqmeta.data.dataset import load_trajectories
-    from seqmeta.data.samplers import PromptSampler, WindowSampler, flatten_prompt
-
     run_dir = Path(config.output_dir)
+    trackers = [] if config.report_to in ("", "none") else [t.strip() for t in config.report_to.split(",")]
     accelerator = Accelerator(
-        mixed_precision=config.mixed_precision,
+        mixed_precision=_mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        project_config=ProjectConfiguration(project_dir=str(run_dir), automatic_checkpoint_naming=True, total_limit=2),
+        log_with=[*trackers, _jsonl_tracker(run_dir / LOG_FILE)],
+        project_config=ProjectConfiguration(
+            project_dir=str(run_dir),
+            logging_dir=str(run_dir / "logs"),
+            automatic_checkpoint_naming=True,
+            total_limit=2,
+        ),
     )
+    saved = _complete_checkpoints(run_dir / "checkpoints", config_name) if resume else []
+    if resume and (run_dir / config_name).exists():
+        _check_resumable(config, run_dir / config_name)
+    if not resume and accelerator.is_main_process and (run_dir / "checkpoints").exists():
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints; pass --resume to continue that run or choose a new --output-dir"
+        )
+    accelerator.wait_for_everyone()
     set_seed(config.seed)
-    data = load_trajectories(config.data)
-    tasks = data.family.task_set(data.meta["task_set"]).train_indices
-    model = PromptDTModel(PromptDTConfig.from_dataset(data, **config.model_options()))
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    model = build_model()
+    params = trainable(model) if trainable else [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)))
-    # Each process samples its own stream: different data per rank, reproducible per seed.
-    seed = config.seed + 1000 * accelerator.process_index
-    windows = WindowSampler(data, config.segment_length, config.batch_size, tasks=tasks, seed=seed)
-    prompts = PromptSampler(data, config.num_prompt_segments, config.prompt_length, seed=seed + 1)
+    batches = make_batches(config.seed + 1000 * accelerator.process_index)
     counter = _StepCounter()
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    accelerator.register_for_checkpointing(windows, prompts, counter)
-    saved = sorted((run_dir / "checkpoints").glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[1]))
-    if resume and saved:
-        accelerator.load_state()  # the latest automatic checkpoint
+    accelerator.register_for_checkpointing(_PerRank(accelerator, batches), counter)
+    if saved:
+        accelerator.load_state(str(saved[-1]))
         # accelerate does not advance its checkpoint numbering on load; the next save follows the last.
         accelerator.project_configuration.iteration = int(saved[-1].name.split("_")[1]) + 1
         logger.info("resumed from %s at step %d", saved[-1], counter.step)
     if accelerator.is_main_process:
-        atomic_write_json(run_dir / "train_config.json", asdict(config))
+        save_config(config, run_dir / config_name)
+        if (run_dir / LOG_FILE).exists():  # drop what a killed run logged after its last checkpoint
+            kept = [e for e in read_log(run_dir / LOG_FILE) if e["step"] <= counter.step]
+            (run_dir / LOG_FILE).write_text("".join(json.dumps(e) + "\n" for e in kept))
+    accelerator.init_trackers(run_dir.name or "seqmeta", config=dataclasses.asdict(config))
+    validation = validation_batches() if validation_batches and config.eval_every > 0 else None
 
+    samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
     model.train()
     bar = tqdm(total=config.max_steps, initial=counter.step, desc="train", disable=not accelerator.is_main_process)
+    sums: dict[str, float] = {}
+    window_start, window_steps = time.perf_counter(), 0
     while counter.step < config.max_steps:
         with accelerator.accumulate(model):
-            batch = windows.sample()
-            prompt = flatten_prompt(prompts.sample(batch["task_index"], batch["episode_index"]))
-            output = model(
-                **_to_tensors(batch, accelerator.device),
-                prompt=_to_tensors(prompt, accelerator.device),
-                return_loss=True,
-            )
+            batch = to_device(batches.sample(), accelerator.device)
+            if action_weights is not None:
+                batch["action_weight"] = action_weights(batch)
+            output = model(**batch, return_loss=True)
             accelerator.backward(output.loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        if accelerator.sync_gradients:
-            counter.step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{output.loss.item():.4f}")
-            if counter.step % config.checkpoint_every == 0 or counter.step == config.max_steps:
-                accelerator.save_state()
+        for name in ("loss", "action_loss", "reward_loss", "value_loss"):
+            sums[name] = sums.get(name, 0.0) + output[name].item()
+        if not accelerator.sync_gradients:
+            continue
+        counter.step += 1
+        window_steps += 1
+        bar.update(1)
+        if counter.step % config.log_every == 0 or counter.step == config.max_steps:
+            rate = window_steps * samples_per_step / (time.perf_counter() - window_start)
+            micro = window_steps * config.gradient_accumulation_steps
+            logs = {k: v / micro for k, v in sums.items()} | {"lr": scheduler.get_last_lr()[0], "samples_per_s": rate}
+            accelerator.log(logs, step=counter.step)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:,.0f}")
+            sums, window_start, window_steps = {}, time.perf_counter(), 0
+        if validation and (counter.step % config.eval_every == 0 or counter.step == config.max_steps):
+            accelerator.log(validate(model, validation, accelerator.device), step=counter.step)
+        if counter.step % config.checkpoint_every == 0 or counter.step == config.max_steps:
+            location = accelerator.save_state()
+            if accelerator.is_main_process:
+                save_config(config, Path(location) / config_name)  # written last: marks the save complete
+            accelerator.wait_for_everyone()
     bar.close()
+    return accelerator, model
 
-    accelerator.wait_for_everyone()
-    final = run_dir / "model"
-    accelerator.unwrap_model(model).save_pretrained(
-        final, is_main_process=accelerator.is_main_process, save_function=accelerator.save
-    )
+
+@torch.no_grad()
+def validate(model, batches: list[dict[str, Any]], device: torch.device) -> dict[str, float]:
+    """Mean losses over fixed held-out batches, in eval mode (no dropout)."""
+    model.eval()
+    totals = {"val_loss": 0.0, "val_action_loss": 0.0, "val_reward_loss": 0.0}
+    for batch in batches:
+        out = model(**to_device(batch, device), return_loss=True)
+        for name in totals:
+            totals[name] += out[name.removeprefix("val_")].item() / len(batches)
+    model.train()
+    return totals
+
+
+def save_model(accelerator, model, config, folder: Path, config_name: str, extra_files: dict[str, str] | None = None):
+    """Write the ``save_pretrained`` folder (atomically, main process) with the resolved config beside it,
+    then end the run (trackers, process group)."""
+    unwrapped = accelerator.unwrap_model(model)
+    if hasattr(unwrapped, "merge_and_unload"):  # LoRA adapters (peft): fold them into the weights
+        unwrapped = unwrapped.merge_and_unload()
+        state_dict = unwrapped.state_dict()
+    else:
+        state_dict = accelerator.get_state_dict(model)  # every rank takes part (FSDP gathers here)
     if accelerator.is_main_process:
-        (final / "train_config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-    return final
+        with atomic_directory(folder, overwrite=True) as tmp:
+            unwrapped.save_pretrained(tmp, state_dict=state_dict)
+            save_config(config, tmp / config_name)
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()  # closes the trackers and the process group
+    return folder
+
+
+# ---- meta-training ------------------------------------------------------------------------------
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Meta-train (or, with ``resume``, continue) and return the folder of the saved model."""
+    from seqmeta.data.dataset import load_trajectories
+
+    if not config.data:
+        raise ConfigError("no training data: set data in the recipe or pass --data DIR (a `seqmeta collect` folder)")
+    data = load_trajectories(config.data)
+    task_set = data.family.task_set(data.meta["task_set"])
+    present = set(np.unique(data.episodes["task_index"]).tolist())
+    train_tasks = [t for t in task_set.train_indices if t in present]
+    held_out = [t for t in task_set.test_indices if t in present and t not in task_set.train_indices]
+    if not train_tasks:
+        raise ConfigError(f"{config.data} holds no episodes of the training tasks {list(task_set.train_indices)}")
+    options = dict(
+        segment_length=config.segment_length,
+        batch_size=config.batch_size,
+        num_prompt_segments=config.num_prompt_segments,
+        prompt_length=config.prompt_length,
+        use_prompt=config.use_prompt,
+    )
+
+    def validation_batches():
+        if not held_out:
+            logger.info("no held-out tasks in %s: no validation loss", config.data)
+            return None
+        fixed = EpisodeBatches(data, **options, tasks=held_out, seed=config.seed + 999_983)
+        return [fixed.sample() for _ in range(config.eval_batches)]
+
+    accelerator, model = fit(
+        config,
+        build_model=lambda: PromptDTModel(PromptDTConfig.from_dataset(data, **config.model_options())),
+        make_batches=lambda seed: EpisodeBatches(
+            data, **options, return_dropout=config.return_dropout, tasks=train_tasks, seed=seed
+        ),
+        resume=resume,
+        validation_batches=validation_batches,
+    )
+    return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml")

@@ -95,5 +95,18 @@ def test_prompt_needs_a_second_episode_of_the_task(tmp_path, point_family):
     d = load_trajectories(write_dataset(eps, point_family, tmp_path / "d"))
     prompts = PromptSampler(d, 1, 5)
     assert prompts.sample(np.array([0]), np.array([0]))["episode_index"].item() == 1
-    with pytest.raises(TaskSelectionError, match=r"tasks \[1\] have fewer than two episodes"):
+    with pytest.raises(TaskSelectionError, match=r"tasks \[1\] have too few episodes"):
         prompts.sample(np.array([1]), np.array([2]))
+    assert prompts.sample(np.array([1]))["episode_index"].item() == 2  # no exclusion: its own episode will do
+
+
+def test_samplers_restricted_to_some_episodes(tmp_path, point_family):
+    eps = make_episodes([10, 10, 10, 10], tasks=[0, 0, 0, 1])
+    d = load_trajectories(write_dataset(eps, point_family, tmp_path / "d"))
+    windows = WindowSampler(d, 4, 64, episodes=[1, 3])
+    assert set(windows.sample()["episode_index"]) == {1, 3}
+    prompts = PromptSampler(d, 2, 3, episodes=[0, 2])
+    drawn = prompts.sample(np.zeros(64, int), np.zeros(64, int))["episode_index"]
+    assert (drawn == 2).all()  # episode 0 excluded, 1 outside the pool
+    drawn = prompts.sample(np.zeros(64, int), np.ones(64, int))["episode_index"]  # 1 is not in the pool
+    assert set(drawn.ravel()) == {0, 2}

@@ -1,13 +1,27 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 from transformers import AutoModel
 
 from seqmeta.cli import main
-from seqmeta.trainer import TrainConfig, train
+from seqmeta.configs import load_config, save_config
+from seqmeta.errors import ConfigError
+from seqmeta.finetune import FinetuneConfig
+from seqmeta.trainer import TrainConfig, read_log, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(data, out, steps) -> TrainConfig:
-    return TrainConfig(
+def tiny_config(data, out, steps, **kwargs) -> TrainConfig:
+    values = dict(
         data=str(data),
         output_dir=str(out),
         max_steps=steps,
@@ -20,50 +34,130 @@ def tiny_config(data, out, steps) -> TrainConfig:
         dropout=0.1,
         checkpoint_every=4,
         warmup_steps=2,
+        report_to="none",
     )
+    return TrainConfig(**(values | kwargs))
+
+
+def assert_same_weights(a_dir, b_dir):
+    a, b = AutoModel.from_pretrained(a_dir), AutoModel.from_pretrained(b_dir)
+    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, q), name
 
 
 def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(point_robot_dataset, tmp_path):
     straight = train(tiny_config(point_robot_dataset.path, tmp_path / "a", 8))
     train(tiny_config(point_robot_dataset.path, tmp_path / "b", 4))  # stops after its step-4 checkpoint
+    (tmp_path / "b" / "checkpoints" / "checkpoint_7").mkdir()  # a save killed midway: no config inside
     resumed = train(tiny_config(point_robot_dataset.path, tmp_path / "b", 8), resume=True)
-    a, b = AutoModel.from_pretrained(straight), AutoModel.from_pretrained(resumed)
-    for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
-        assert torch.equal(p, q), name
+    assert_same_weights(straight, resumed)
     fresh = AutoModel.from_pretrained(train(tiny_config(point_robot_dataset.path, tmp_path / "c", 4)))
-    assert not torch.equal(fresh.action_head.weight, a.action_head.weight)  # the 4 extra steps did change it
-    assert (resumed / "train_config.json").exists()
+    assert not torch.equal(fresh.action_head.weight, AutoModel.from_pretrained(straight).action_head.weight)
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["checkpoint_0", "checkpoint_1"]
+    # The resolved config lies beside every checkpoint and the model, and loads back as the same config.
+    checkpoints = tmp_path / "b" / "checkpoints"
+    for folder, max_steps in ((resumed, 8), (checkpoints / "checkpoint_0", 4), (checkpoints / "checkpoint_1", 8)):
+        assert load_config(TrainConfig, folder / "train_config.yaml").max_steps == max_steps
 
 
-def test_train_verb_writes_a_model_the_agent_runs(point_robot_dataset, tmp_path):
-    argv = [
-        "train",
-        "--data",
-        str(point_robot_dataset.path),
-        "--output-dir",
-        str(tmp_path / "t"),
-        "--max-steps",
-        "3",
-        "--batch-size",
-        "4",
-        "--hidden-size",
-        "16",
-        "--num-layers",
-        "1",
-        "--num-heads",
-        "1",
-        "--no-use-return",
-    ]
-    assert main(argv) == 0
-    model = AutoModel.from_pretrained(tmp_path / "t" / "model")
-    assert model.config.use_return is False and model.config.family == "point-robot"
-    agent = AutoModel.from_pretrained(tmp_path / "t" / "model").agent(
-        2,
-        prompts={
-            k: np.zeros((2, 5, 2)) if k in ("observation", "action") else np.zeros((2, 5))
-            for k in ("observation", "action", "reward", "return_to_go")
-        }
-        | {"timestep": np.zeros((2, 5), int), "attention_mask": np.ones((2, 5), bool)},
+def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point_robot_dataset, tmp_path):
+    config = tiny_config(point_robot_dataset.path, tmp_path / "killed", 160, checkpoint_every=10)
+    save_config(config, tmp_path / "recipe.yaml")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqmeta", "train", "--config", str(tmp_path / "recipe.yaml")], stderr=subprocess.DEVNULL
     )
-    assert agent.act(np.zeros((2, 2))).shape == (2, 2)
+    second = tmp_path / "killed" / "checkpoints" / "checkpoint_1" / "train_config.yaml"
+    deadline = time.monotonic() + 120
+    while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert second.exists() and not (tmp_path / "killed" / "model").exists(), "the run was not killed mid-way"
+    resumed = train(config, resume=True)
+    straight = train(tiny_config(point_robot_dataset.path, tmp_path / "straight", 160, checkpoint_every=10))
+    assert_same_weights(straight, resumed)
+    steps = [e["step"] for e in read_log(tmp_path / "killed" / "train_log.jsonl") if "loss" in e]
+    assert steps == list(range(20, 161, 20))  # steps logged after the last checkpoint were dropped, then redone
+
+
+def test_two_processes_hold_identical_weights_see_different_data_and_resume(point_robot_dataset, tmp_path):
+    def launch(out, *args):
+        env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        cmd += [str(REPO / "tests" / "distributed_worker.py"), str(point_robot_dataset.path), str(out), *args]
+        subprocess.run(cmd, env=env, check=True, timeout=300, capture_output=True)
+        return [json.loads((out / f"rank{r}-{''.join(args) or '6'}.json").read_text()) for r in (0, 1)]
+
+    ranks = launch(tmp_path / "a")
+    assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    assert len(ranks[0]["batches"]) == 6 and not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
+    assert AutoModel.from_pretrained(tmp_path / "a" / "run" / "model").config.family == "point-robot"
+    # 3 steps, then resumed to 6: each rank goes on with its own data stream and ends where run a did.
+    launch(tmp_path / "b", "3")
+    resumed = launch(tmp_path / "b", "6", "resume")
+    for r in (0, 1):
+        assert resumed[r]["batches"] == ranks[r]["batches"][3:]
+        assert resumed[r]["weights"] == ranks[r]["weights"]
+
+
+def test_training_logs_losses_and_validation_on_held_out_tasks(point_robot_dataset, tmp_path):
+    config = tiny_config(
+        point_robot_dataset.path, tmp_path / "t", 6, log_every=2, eval_every=3, report_to="tensorboard"
+    )
+    train(config)
+    log = read_log(tmp_path / "t" / "train_log.jsonl")
+    assert [e["step"] for e in log if "loss" in e] == [2, 4, 6]
+    val = [e for e in log if "val_loss" in e]
+    assert [e["step"] for e in val] == [3, 6] and all(np.isfinite(e["val_action_loss"]) for e in val)
+    assert all(
+        e["samples_per_s"] > 0 and {"action_loss", "reward_loss", "value_loss", "lr"} <= set(e)
+        for e in log
+        if "loss" in e
+    )
+    assert list((tmp_path / "t" / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_train_refuses_to_mix_runs(point_robot_dataset, tmp_path):
+    train(tiny_config(point_robot_dataset.path, tmp_path / "r", 4))
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(tiny_config(point_robot_dataset.path, tmp_path / "r", 8))
+    with pytest.raises(ConfigError, match=r"hidden_size: 32 -> 64"):
+        train(tiny_config(point_robot_dataset.path, tmp_path / "r", 8, hidden_size=64), resume=True)
+
+
+def test_train_verb_reads_a_recipe_and_flags_override_it(point_robot_dataset, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"data: {point_robot_dataset.path}\nmax_steps: 50\nbatch_size: 4\nhidden_size: 16\nnum_layers: 1\n"
+        "use_return: false\nreport_to: none\n"
+    )
+    assert main(["train", "--config", str(recipe), "--max-steps", "3", "--output-dir", str(tmp_path / "t")]) == 0
+    model = AutoModel.from_pretrained(tmp_path / "t" / "model")
+    assert model.config.use_return is False and model.config.hidden_size == 16 and model.config.family == "point-robot"
+    saved = load_config(TrainConfig, tmp_path / "t" / "model" / "train_config.yaml")
+    assert saved.max_steps == 3 and saved.batch_size == 4
+    prompt = {k: np.zeros((2, 5, 2)) for k in ("observation", "action")}
+    prompt |= {k: np.zeros((2, 5)) for k in ("reward", "return_to_go")}
+    prompt |= {"timestep": np.zeros((2, 5), int), "attention_mask": np.ones((2, 5), bool)}
+    assert model.agent(2, prompts=prompt).act(np.zeros((2, 2))).shape == (2, 2)
+
+
+def test_bad_recipes_are_refused_with_the_fix(tmp_path, capsys):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("data: d\nmax_step: 10\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'max_step'; did you mean 'max_steps'"):
+        load_config(TrainConfig, recipe)
+    recipe.write_text("batch_size: lots\n")
+    assert main(["train", "--config", str(recipe)]) == 2
+    assert "batch_size must be int, got 'lots'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(TrainConfig, tmp_path / "missing.yaml")
+    assert load_config(TrainConfig, None, {"learning_rate": 1}).learning_rate == 1.0  # an int is a fine float
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "training").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_are_valid(recipe):
+    cls = FinetuneConfig if recipe.name.startswith("finetune") else TrainConfig
+    config = load_config(cls, recipe)
+    assert config.data and config.output_dir

@@ -65,7 +65,8 @@ class WindowSampler:
 
     Returns dicts of numpy arrays: observation (B, K, obs_dim), action and prev_action (B, K, act_dim),
     reward, prev_reward, return_to_go, timestep, attention_mask (B, K), and task_index, episode_index
-    (B,) where episode_index is the row of ``dataset.episodes``.
+    (B,) where episode_index is the row of ``dataset.episodes``. ``tasks`` and ``episodes`` (rows of
+    ``dataset.episodes``) restrict which episodes windows come from.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class WindowSampler:
         batch_size: int,
         tasks: Sequence[int] | None = None,
         seed: int = 0,
+        episodes: Sequence[int] | None = None,
     ):
         if context_length < 1 or batch_size < 1:
             raise ValueError(f"context_length and batch_size must be >= 1, got {context_length}, {batch_size}")
@@ -82,8 +84,10 @@ class WindowSampler:
         self.slicer = _Slicer(dataset)
         ep = dataset.episodes
         allowed = np.ones(len(ep["start"]), bool) if tasks is None else np.isin(ep["task_index"], list(tasks))
+        if episodes is not None:
+            allowed &= np.isin(np.arange(len(allowed)), list(episodes))
         if not allowed.any():
-            raise TaskSelectionError(f"the dataset has no episodes of tasks {list(tasks or [])}")
+            raise TaskSelectionError(f"the dataset has no episodes of tasks {list(tasks or [])} among those chosen")
         self.episode_ids = np.flatnonzero(allowed)
         # Cumulative step counts of the allowed episodes: a uniform draw over steps picks an episode.
         self._cum_lengths = np.cumsum(ep["length"][self.episode_ids])
@@ -118,39 +122,51 @@ class PromptSampler:
     A segment ends at a uniformly drawn step at least ``min(K*, T) - 1`` into its episode, so an
     episode shorter than K* is taken whole (left-padded). Returns (B, J, K*, ...) arrays with the
     same keys as ``WindowSampler`` (rewards included, so prompts identify tasks by their rewards).
+    ``episodes`` (rows of ``dataset.episodes``) restricts the pool prompts are cut from.
     """
 
-    def __init__(self, dataset: TrajectoryDataset, num_segments: int, segment_length: int, seed: int = 0):
+    def __init__(
+        self,
+        dataset: TrajectoryDataset,
+        num_segments: int,
+        segment_length: int,
+        seed: int = 0,
+        episodes: Sequence[int] | None = None,
+    ):
         if num_segments < 1 or segment_length < 1:
             raise ValueError(f"num_segments and segment_length must be >= 1, got {num_segments}, {segment_length}")
         self.num_segments, self.segment_length = num_segments, segment_length
         self.slicer = _Slicer(dataset)
         ep = self._episodes = dataset.episodes
-        # Episodes grouped by task: order[group_start[t] : group_start[t] + count[t]] are task t's.
-        self._order = np.argsort(ep["task_index"], kind="stable")
+        pool = np.arange(len(ep["task_index"])) if episodes is None else np.unique(np.asarray(episodes, np.int64))
+        # Pool episodes grouped by task: order[group_start[t] : group_start[t] + count[t]] are task t's.
+        self._order = pool[np.argsort(ep["task_index"][pool], kind="stable")]
         n_tasks = int(ep["task_index"].max()) + 1
-        self._count = np.bincount(ep["task_index"], minlength=n_tasks)
+        self._count = np.bincount(ep["task_index"][pool], minlength=n_tasks)
         self._group_start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
-        self._rank = np.empty(len(self._order), np.int64)
+        self._rank = np.full(len(ep["task_index"]), -1, np.int64)  # slot within its task group; -1: not in pool
         self._rank[self._order] = np.arange(len(self._order)) - self._group_start[ep["task_index"][self._order]]
         self.rng = np.random.default_rng(seed)
 
     def sample(self, task_index: np.ndarray, exclude_episode: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Prompts for a batch: ``task_index`` (B,), and the episode each window came from (B,)."""
+        """Prompts for a batch: ``task_index`` (B,), and the episode each window came from (B,), if the
+        prompt must come from another one."""
         task_index = np.asarray(task_index)
-        if task_index.max() >= len(self._count) or (self._count[task_index] < 2).any():
-            lonely = sorted({int(t) for t in task_index if t >= len(self._count) or self._count[t] < 2})
+        excluded = np.zeros(len(task_index), bool) if exclude_episode is None else self._rank[exclude_episode] >= 0
+        needed = 1 + excluded
+        have = np.where(task_index < len(self._count), self._count[np.minimum(task_index, len(self._count) - 1)], 0)
+        if (have < needed).any():
+            short = sorted(set(task_index[have < needed].tolist()))
             raise TaskSelectionError(
-                f"tasks {lonely} have fewer than two episodes in the dataset; a prompt must come from "
-                f"another episode of the same task, so collect at least 2 episodes per task"
+                f"tasks {short} have too few episodes to prompt from: a prompt must come from another episode "
+                f"of the same task, so collect at least 2 episodes per task"
             )
         shape = (len(task_index), self.num_segments)
         count = self._count[task_index][:, None]
-        if exclude_episode is None:
-            k = self.rng.integers(0, count, size=shape)
-        else:  # draw among the other count-1 episodes, skipping the excluded one's slot
-            k = self.rng.integers(0, count - 1, size=shape)
-            k += k >= self._rank[np.asarray(exclude_episode)][:, None]
+        # Draw among the pool's episodes of the task, skipping the excluded one's slot.
+        k = self.rng.integers(0, count - excluded[:, None], size=shape)
+        if exclude_episode is not None:
+            k += excluded[:, None] & (k >= self._rank[np.asarray(exclude_episode)][:, None])
         episode = self._order[self._group_start[task_index][:, None] + k]  # (B, J)
         length = self._episodes["length"][episode]
         first_end = np.minimum(self.segment_length, length) - 1

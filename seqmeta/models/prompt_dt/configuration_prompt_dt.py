@@ -18,7 +18,8 @@ class PromptDTConfig(PreTrainedConfig):
     max_timestep (`int`, defaults to 1000): size of the timestep embedding (longer episodes are clipped).
     use_prompt, use_return (`bool`): the conditioning mode. Both on: Prompt-DT. Prompt only, return only
         (a multi-task decision transformer) and neither (behavior cloning) come from the same code.
-    action_loss_weight, reward_loss_weight (`float`): weights of the action and auxiliary reward losses.
+    action_loss_weight, reward_loss_weight, value_loss_weight (`float`): weights of the action loss and of
+        the auxiliary reward and value losses.
     state_mean, state_std (`list[float]`): observation normalization, from the training data.
     return_scale (`float`): returns-to-go are divided by this before embedding.
     reward_scale (`float`): rewards are divided by this before embedding, and predicted in these units.
@@ -42,6 +43,7 @@ class PromptDTConfig(PreTrainedConfig):
     use_return: bool = True
     action_loss_weight: float = 1.0
     reward_loss_weight: float = 0.1
+    value_loss_weight: float = 0.1
     state_mean: list[float] | None = None
     state_std: list[float] | None = None
     return_scale: float = 1.0

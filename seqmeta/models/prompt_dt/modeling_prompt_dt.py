@@ -4,9 +4,15 @@ Tokens. Each step t becomes three tokens, in this order:
 
     act_t   = embed(a_{t-1})                       the action that led here (zero at t = 0)
     ret_t   = embed(R_t) + embed(r_{t-1})          return-to-go, and the reward just received
-    state_t = embed(s_t)                           -> action head predicts a_t
+    state_t = embed(s_t)                           -> action head predicts a_t, value head V(s_t)
 
 and the act token of step t+1, which holds a_t but not yet r_t, feeds the reward head: r_hat(s_t, a_t).
+
+Value. A sample may have its returns hidden (``hide_return``): a learned "unknown return" embedding
+replaces embed(R_t) in every ret token. Trained that way on a fraction of samples (the trainer's
+``return_dropout``), the state token predicts V(s_t) = E[R_t | prompt, history, s_t] from the value
+head without seeing R_t, and the action head learns the return-free policy too. The value is the
+model's own return estimate: fine-tuning weighs actions by exp(advantage / beta) with it.
 
 A prompt (J segments of K* steps of other episodes of the task) comes first, one token per step:
 embed(s, a, r, R) of that step. It is only ever attended to, never predicted from, so one token
@@ -48,13 +54,16 @@ class PromptDTOutput(ModelOutput):
     loss: weighted sum of the action and reward losses (when ``return_loss``).
     action_preds: (B, T, act_dim) actions in the env's action box, from each state token.
     reward_preds: (B, T) predicted r_t in env units; the last step has none (0).
+    value_preds: (B, T) predicted return-to-go V(s_t) in env units; meaningful where the return is hidden.
     """
 
     loss: torch.Tensor | None = None
     action_loss: torch.Tensor | None = None
     reward_loss: torch.Tensor | None = None
+    value_loss: torch.Tensor | None = None
     action_preds: torch.Tensor | None = None
     reward_preds: torch.Tensor | None = None
+    value_preds: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
 
 
@@ -93,6 +102,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         self.embed_state = nn.Linear(config.state_dim, h)
         self.embed_action = nn.Linear(config.act_dim, h)
         self.embed_return = nn.Linear(1, h)
+        self.embed_unknown_return = nn.Embedding(1, h)
         self.embed_reward = nn.Linear(1, h)
         self.embed_timestep = nn.Embedding(config.max_timestep, h)
         self.embed_prompt_step = nn.Linear(config.state_dim + config.act_dim + 2, h)  # (s, a, r, R)
@@ -104,6 +114,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         self.backbone.wte.requires_grad_(False)
         self.action_head = nn.Linear(h, config.act_dim)
         self.reward_head = nn.Linear(h, 1)
+        self.value_head = nn.Linear(h, 1)
         for name in NORMALIZATION_BUFFERS:
             self.register_buffer(name, torch.tensor(getattr(config, name), dtype=torch.float32), persistent=False)
         self.post_init()
@@ -126,6 +137,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
         prev_reward: torch.Tensor,  # (B, T)
         return_to_go: torch.Tensor,  # (B, T)
         timestep: torch.Tensor,  # (B, T)
+        hide_return: torch.Tensor | None = None,  # (B,) bool
     ) -> torch.Tensor:
         """History token triples for T steps: (B, 3T, H)."""
         cfg = self.config
@@ -133,10 +145,15 @@ class PromptDTModel(PromptDTPreTrainedModel):
         rtg = return_to_go[..., None] / cfg.return_scale
         if not cfg.use_return:
             rtg = torch.zeros_like(rtg)
+        returns = self.embed_return(rtg)
+        # Always in the graph (a zero gradient when nothing is hidden), so DDP sees every parameter used.
+        hide = torch.zeros(rtg.shape[0], dtype=torch.bool, device=rtg.device) if hide_return is None else hide_return
+        unknown = self.embed_unknown_return.weight[0].expand_as(returns)
+        returns = torch.where(hide.reshape(-1, 1, 1).bool(), unknown, returns)
         tokens = torch.stack(
             [
                 self.embed_action(action),
-                self.embed_return(rtg) + self.embed_reward(prev_reward[..., None] / cfg.reward_scale),
+                returns + self.embed_reward(prev_reward[..., None] / cfg.reward_scale),
                 self.embed_state(state),
             ],
             dim=2,
@@ -174,6 +191,8 @@ class PromptDTModel(PromptDTPreTrainedModel):
         prev_action: torch.Tensor | None = None,
         prev_reward: torch.Tensor | None = None,
         prompt: dict[str, torch.Tensor] | None = None,
+        hide_return: torch.Tensor | None = None,
+        action_weight: torch.Tensor | None = None,
         return_loss: bool = False,
         **kwargs,
     ) -> PromptDTOutput:
@@ -182,7 +201,9 @@ class PromptDTModel(PromptDTPreTrainedModel):
         ``action`` and ``reward`` are the actions taken and rewards received at each step; they are
         inputs to the *next* step's tokens (``prev_action``/``prev_reward``, given explicitly when a
         window starts mid-episode) and the targets of the loss. At inference the last step's action
-        and reward are unknown and may be anything: no prediction depends on them.
+        and reward are unknown and may be anything: no prediction depends on them. ``hide_return`` (B,)
+        marks samples whose returns-to-go the model must not see; the value loss is computed on them.
+        ``action_weight`` (B, T) weighs each step's action loss (advantage-weighted regression).
         """
         cfg = self.config
         self._check_widths(observation, action, "")
@@ -195,7 +216,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             prev_action = previous_step(action, attention_mask.bool())
         if prev_reward is None:
             prev_reward = previous_step(reward, attention_mask.bool())
-        tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep)
+        tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep, hide_return)
         key_mask = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
         num_prompt_tokens = 0
         if cfg.use_prompt and prompt is not None:
@@ -215,17 +236,33 @@ class PromptDTModel(PromptDTPreTrainedModel):
         action_preds = self.action_from_hidden(hidden[:, :, STATE])
         reward_preds = self.reward_head(hidden[:, 1:, ACT]).squeeze(-1) * cfg.reward_scale  # r_t from act_{t+1}
         reward_preds = F.pad(reward_preds, (0, 1))
+        value_preds = self.value_head(hidden[:, :, STATE]).squeeze(-1) * cfg.return_scale
 
-        out = PromptDTOutput(action_preds=action_preds, reward_preds=reward_preds, last_hidden_state=hidden)
+        out = PromptDTOutput(
+            action_preds=action_preds, reward_preds=reward_preds, value_preds=value_preds, last_hidden_state=hidden
+        )
         if return_loss:
             valid = attention_mask.bool()
             half_range = (self.action_high - self.action_low) / 2
             action_err = ((action_preds - action) / half_range).pow(2).mean(-1)
+            if action_weight is not None:
+                action_err = action_err * action_weight
             out.action_loss = action_err[valid].mean()
             reward_valid = valid[:, :-1] & valid[:, 1:]
             reward_err = ((reward_preds[:, :-1] - reward[:, :-1]) / cfg.reward_scale).pow(2)
             out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
-            out.loss = cfg.action_loss_weight * out.action_loss + cfg.reward_loss_weight * out.reward_loss
+            # The value head learns only where the return is not an input (else it would copy it).
+            blind = torch.ones(batch, dtype=torch.bool, device=valid.device)
+            if cfg.use_return:
+                blind = hide_return.bool() if hide_return is not None else ~blind
+            value_valid = valid & blind[:, None]
+            value_err = ((value_preds - return_to_go) / cfg.return_scale).pow(2)
+            out.value_loss = value_err[value_valid].mean() if value_valid.any() else value_err.sum() * 0
+            out.loss = (
+                cfg.action_loss_weight * out.action_loss
+                + cfg.reward_loss_weight * out.reward_loss
+                + cfg.value_loss_weight * out.value_loss
+            )
         return out
 
     def _check_widths(self, observation: torch.Tensor, action: torch.Tensor, what: str) -> None:

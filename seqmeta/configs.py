@@ -1,0 +1,106 @@
+"""Typed configs: dataclasses with help text per field, read from YAML recipes, overridden on the command line.
+
+Every run config of seqmeta (training, fine-tuning) is a dataclass whose fields are declared with
+``option(default, help)``. The same code turns one into command-line flags, reads a recipe
+(``training/*.yaml``), checks names and types, and writes the resolved config beside what a run produces:
+
+    config = load_config(TrainConfig, "training/point_robot.yaml", {"max_steps": 100})
+    save_config(config, "outputs/run/train_config.yaml")
+
+Precedence: field default < recipe < explicit overrides. Unknown keys and wrong types are errors that
+name the key, the file and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from seqmeta.errors import ConfigError
+from seqmeta.io import atomic_write_text
+
+C = TypeVar("C")
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by ``--help`` and written into recipes' docs)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def field_help(cls: type, name: str) -> str:
+    return cls.__dataclass_fields__[name].metadata.get("help", "")
+
+
+def _check_value(cls: type, name: str, value: Any, source: str) -> Any:
+    kind = typing.get_type_hints(cls)[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (int, float, str, bool) and not (
+        isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    ):
+        raise ConfigError(
+            f"{source}: {name} must be {kind.__name__}, got {value!r} ({type(value).__name__}); "
+            f"{name}: {field_help(cls, name)}"
+        )
+    return value
+
+
+def config_from_dict(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
+    """Build ``cls`` from a dict, refusing unknown keys and values of the wrong type."""
+    fields = cls.__dataclass_fields__
+    for key in values:
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"did you mean {near[0]!r}? " if near else ""
+            raise ConfigError(f"{source}: unknown key {key!r}; {hint}known keys: {', '.join(fields)}")
+    return cls(**{k: _check_value(cls, k, v, source) for k, v in values.items()})
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; recipes live in training/*.yaml")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
+    """Field defaults, then the YAML recipe at ``path`` (if any), then ``overrides``."""
+    values = read_yaml(path) if path else {}
+    config_from_dict(cls, values, str(path))  # report a recipe's own mistakes against its file
+    return config_from_dict(cls, {**values, **(overrides or {})}, str(path or "config"))
+
+
+def save_config(config: Any, path: str | Path) -> None:
+    """The resolved config as YAML (atomically), loadable with ``load_config``."""
+    atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--flag`` per field; a flag left out is absent from the namespace (so a recipe's value stands)."""
+    hints = typing.get_type_hints(cls)
+    for name, f in cls.__dataclass_fields__.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
+        if hints[name] is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        else:
+            parser.add_argument(flag, type=hints[name], default=argparse.SUPPRESS, help=help_text)
+
+
+def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The config fields given explicitly on the command line."""
+    return {name: getattr(args, name) for name in cls.__dataclass_fields__ if hasattr(args, name)}

@@ -1,0 +1,165 @@
+"""Fine-tuning a trained model on new tasks from a few of their trajectories.
+
+    seqmeta finetune --model outputs/train/model --data new_task_data --output-dir outputs/ft --method awr
+
+The first ``trajectories`` episodes of each chosen task are the whole training set: history
+segments come from them and so do the prompts (from another of those episodes when there are two or
+more). Methods:
+
+- ``full``: every weight is trained.
+- ``lora``: low-rank adapters (``peft``) on the transformer's attention and MLP projections; they
+  are merged into the weights at the end, so the output loads like any other model.
+- ``awr``: full fine-tuning with each action's loss weighted by ``exp(A / (beta * return_scale))``,
+  capped at ``awr_max_weight``, in the spirit of MACAW. The advantage ``A = R_t - V(s_t)`` compares
+  the return that followed the action with the pretrained model's own value estimate (its value
+  head, with the return hidden, conditioned on the prompt): better-than-expected actions count more.
+
+The output folder is a ``save_pretrained`` model with ``finetune_config.yaml`` and
+``finetune_data.json`` (which episodes were used: the natural prompts for the adapted tasks).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seqmeta.configs import option
+from seqmeta.errors import ConfigError, TaskSelectionError
+from seqmeta.trainer import EpisodeBatches, fit, save_model
+
+METHODS = ("full", "lora", "awr")
+LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # GPT-2's attention and MLP projections
+
+
+@dataclass
+class FinetuneConfig:
+    """Adapting a trained model to new tasks from a few of their trajectories."""
+
+    model: str = option("", "the trained model folder (a `seqmeta train` model/ or any save_pretrained folder)")
+    data: str = option("", "dataset folder holding trajectories of the new tasks")
+    output_dir: str = option("outputs/finetune", "checkpoints/, logs/ and the adapted model/ go here")
+    method: str = option("full", "full, lora or awr (advantage-weighted, with the model's value head)")
+    tasks: str = option("all", "tasks of the dataset to adapt to: all, test, train, or indices like 2,7")
+    trajectories: int = option(5, "trajectories per task to learn from: the first N episodes of each task")
+    max_steps: int = option(300, "optimizer steps")
+    batch_size: int = option(32, "samples per process and step")
+    segment_length: int = option(0, "history steps per sample (0: twice the model's context_length)")
+    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_steps: int = option(10, "linear learning-rate warmup steps")
+    grad_clip: float = option(0.25, "gradient norm clip")
+    lora_rank: int = option(8, "LoRA rank (method lora)")
+    lora_alpha: float = option(16.0, "LoRA scaling numerator (method lora)")
+    awr_beta: float = option(1.0, "AWR temperature, in units of the model's return_scale (method awr)")
+    awr_max_weight: float = option(20.0, "AWR weight cap (method awr)")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
+    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
+    checkpoint_every: int = option(100, "steps between save_state checkpoints (the last two are kept)")
+    log_every: int = option(10, "steps between tracker logs")
+    eval_every: int = option(0, "unused: fine-tuning has no held-out tasks")
+    eval_batches: int = option(0, "unused: fine-tuning has no held-out tasks")
+    report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
+    seed: int = option(0, "seed of dropout and sampling")
+
+
+def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]:
+    """The first ``trajectories`` episodes (rows of ``data.episodes``) of each chosen task."""
+    if trajectories < 1:
+        raise ConfigError(f"trajectories must be >= 1, got {trajectories}")
+    task_of = data.episodes["task_index"]
+    present = sorted(set(task_of.tolist()))
+    chosen = present if tasks == "all" else data.family.task_set(data.meta["task_set"]).select(tasks)
+    episodes = {}
+    for task in chosen:
+        rows = np.flatnonzero(task_of == task)[:trajectories].tolist()
+        if len(rows) < trajectories:
+            raise TaskSelectionError(
+                f"task {task} has {len(rows)} episodes in {data.path}; asked for {trajectories}: lower "
+                f"--trajectories or collect more (tasks present: {present})"
+            )
+        episodes[int(task)] = rows
+    return episodes
+
+
+def _check_compatible(model, data) -> None:
+    cfg, meta = model.config, data.meta
+    if (cfg.state_dim, cfg.act_dim) != (meta["observation_dim"], meta["action_dim"]):
+        raise ConfigError(
+            f"the model takes observations of width {cfg.state_dim} and actions of width {cfg.act_dim}; "
+            f"{data.path} has {meta['observation_dim']} and {meta['action_dim']} ({meta['family']}); "
+            f"fine-tune a model trained on that family"
+        )
+
+
+def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
+    """Adapt ``config.model`` to the chosen tasks of ``config.data``; returns the adapted model's folder."""
+    from seqmeta.data.dataset import load_trajectories
+    from seqmeta.models import PromptDTModel
+
+    if config.method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
+    if not config.model or not config.data:
+        raise ConfigError("fine-tuning needs --model DIR (a trained model) and --data DIR (trajectories of new tasks)")
+    data = load_trajectories(config.data)
+    episodes = choose_episodes(data, config.tasks, config.trajectories)
+    pretrained = PromptDTModel.from_pretrained(config.model)
+    _check_compatible(pretrained, data)
+    mcfg = pretrained.config
+    reference = copy.deepcopy(pretrained).eval().requires_grad_(False) if config.method == "awr" else None
+
+    def build_model():
+        model = copy.deepcopy(pretrained)
+        if config.method == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                target_modules=list(LORA_TARGETS),
+                fan_in_fan_out=True,  # GPT-2's projections are Conv1D (weights stored transposed)
+                lora_dropout=0.0,
+            )
+            model = get_peft_model(model, lora)
+        return model
+
+    def advantage_weights(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        reference.to(batch["observation"].device)
+        with torch.no_grad():
+            blind = torch.ones_like(batch["hide_return"], dtype=torch.bool)
+            value = reference(**(batch | {"hide_return": blind})).value_preds
+        advantage = batch["return_to_go"] - value
+        return torch.exp(advantage / (config.awr_beta * mcfg.return_scale)).clamp(max=config.awr_max_weight)
+
+    rows = [r for task_rows in episodes.values() for r in task_rows]
+    accelerator, model = fit(
+        config,
+        build_model=build_model,
+        make_batches=lambda seed: EpisodeBatches(
+            data,
+            segment_length=config.segment_length or 2 * mcfg.context_length,
+            batch_size=config.batch_size,
+            num_prompt_segments=mcfg.num_prompt_segments,
+            prompt_length=mcfg.prompt_length,
+            use_prompt=mcfg.use_prompt,
+            episodes=rows,
+            same_episode_prompts=config.trajectories == 1,
+            seed=seed,
+        ),
+        resume=resume,
+        config_name="finetune_config.yaml",
+        action_weights=advantage_weights if config.method == "awr" else None,
+    )
+    used = {"data": str(data.path), "episodes": {str(t): r for t, r in episodes.items()}}
+    return save_model(
+        accelerator,
+        model,
+        config,
+        Path(config.output_dir) / "model",
+        "finetune_config.yaml",
+        extra_files={"finetune_data.json": json.dumps(used, indent=2) + "\n"},
+    )
