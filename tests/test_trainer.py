@@ -61,11 +61,13 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(point_ro
 
 
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point_robot_dataset, tmp_path):
-    config = tiny_config(point_robot_dataset.path, tmp_path / "killed", 160, checkpoint_every=10)
-    save_config(config, tmp_path / "recipe.yaml")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "seqmeta", "train", "--config", str(tmp_path / "recipe.yaml")], stderr=subprocess.DEVNULL
-    )
+    def seqmeta_train(out, *flags):
+        save_config(tiny_config(point_robot_dataset.path, out, 160, checkpoint_every=10), tmp_path / "recipe.yaml")
+        cmd = [sys.executable, "-m", "seqmeta", "train", "--config", str(tmp_path / "recipe.yaml"), *flags]
+        env = os.environ | {"OMP_NUM_THREADS": "1"}  # the same kernels in every run: bit-equal results
+        return subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+
+    proc = seqmeta_train(tmp_path / "killed")
     second = tmp_path / "killed" / "checkpoints" / "checkpoint_1" / "train_config.yaml"
     deadline = time.monotonic() + 120
     while not second.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -73,9 +75,9 @@ def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert second.exists() and not (tmp_path / "killed" / "model").exists(), "the run was not killed mid-way"
-    resumed = train(config, resume=True)
-    straight = train(tiny_config(point_robot_dataset.path, tmp_path / "straight", 160, checkpoint_every=10))
-    assert_same_weights(straight, resumed)
+    assert seqmeta_train(tmp_path / "killed", "--resume").wait() == 0
+    assert seqmeta_train(tmp_path / "straight").wait() == 0
+    assert_same_weights(tmp_path / "straight" / "model", tmp_path / "killed" / "model")
     steps = [e["step"] for e in read_log(tmp_path / "killed" / "train_log.jsonl") if "loss" in e]
     assert steps == list(range(20, 161, 20))  # steps logged after the last checkpoint were dropped, then redone
 
