@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,7 +125,9 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
                 fan_in_fan_out=True,  # GPT-2's projections are Conv1D (weights stored transposed)
                 lora_dropout=0.0,
             )
-            model = get_peft_model(model, lora)
+            with warnings.catch_warnings():  # peft asks transformers a deprecated (5.x) question; nothing to act on
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+                model = get_peft_model(model, lora)
         return model
 
     def advantage_weights(batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -173,3 +173,51 @@ def test_config_from_dataset_carries_the_normalization(point_robot_dataset):
     assert config.state_mean == stats["observation_mean"] and config.return_scale == stats["return_scale"]
     assert np.allclose(config.action_low, [-0.1, -0.1]) and config.max_timestep == 20
     assert PromptDTModel(config).agent(3, prompts=None).config.hidden_size == 32
+
+
+def test_hidden_returns_hide_the_return_and_train_the_value_head():
+    torch.manual_seed(0)
+    model = PromptDTModel(PromptDTConfig(state_dim=3, act_dim=2, hidden_size=16, num_layers=1, context_length=4))
+    model.eval()
+    batch = {
+        "observation": torch.randn(2, 5, 3),
+        "action": torch.rand(2, 5, 2) * 2 - 1,
+        "reward": torch.randn(2, 5),
+        "return_to_go": torch.randn(2, 5),
+        "timestep": torch.arange(5).repeat(2, 1),
+    }
+    hidden = torch.tensor([True, False])
+    out = model(**batch, hide_return=hidden, return_loss=True)
+    other = model(**(batch | {"return_to_go": batch["return_to_go"] + 5.0}), hide_return=hidden, return_loss=True)
+    # Sample 0 does not see its returns: neither its actions nor its value depend on them; sample 1 does.
+    assert torch.equal(out.action_preds[0], other.action_preds[0]) and torch.equal(
+        out.value_preds[0], other.value_preds[0]
+    )
+    assert not torch.allclose(out.action_preds[1], other.action_preds[1])
+    # The value loss is measured on the hidden sample only.
+    expected = ((out.value_preds[0] - batch["return_to_go"][0]) / model.config.return_scale).pow(2).mean()
+    assert torch.allclose(out.value_loss, expected)
+    # The new parameters get a gradient even when no return is hidden (DDP needs all of them used).
+    model.train()
+    model(**batch, return_loss=True).loss.backward()
+    assert model.embed_unknown_return.weight.grad is not None and model.value_head.weight.grad is not None
+
+
+def test_action_weights_scale_each_steps_action_loss():
+    torch.manual_seed(0)
+    model = PromptDTModel(PromptDTConfig(state_dim=3, act_dim=2, hidden_size=16, num_layers=1)).eval()
+    batch = {
+        "observation": torch.randn(2, 4, 3),
+        "action": torch.rand(2, 4, 2) * 2 - 1,
+        "reward": torch.randn(2, 4),
+        "return_to_go": torch.randn(2, 4),
+        "timestep": torch.arange(4).repeat(2, 1),
+    }
+    plain = model(**batch, return_loss=True).action_loss
+    assert torch.allclose(
+        model(**batch, action_weight=torch.full((2, 4), 3.0), return_loss=True).action_loss, 3 * plain
+    )
+    only_first = torch.zeros(2, 4)
+    only_first[0, 0] = 8.0  # 8 of 8 steps' weight on one step
+    err = ((model(**batch).action_preds - batch["action"]) ** 2).mean(-1)
+    assert torch.allclose(model(**batch, action_weight=only_first, return_loss=True).action_loss, err[0, 0])
