@@ -76,12 +76,12 @@ def test_one_trajectory_is_enough(pretrained, point_robot_dataset, tmp_path):
 
 
 def test_finetune_refuses_bad_input(pretrained, point_robot_dataset, tmp_path):
-    with pytest.raises(TaskSelectionError, match="task 45 has 16 episodes.*asked for 99"):
+    with pytest.raises(TaskSelectionError, match=r"task 45 has 16 episodes.*asked for 99"):
         tune(pretrained, point_robot_dataset, tmp_path / "a", trajectories=99)
     with pytest.raises(ConfigError, match="method must be one of full, lora, awr"):
         tune(pretrained, point_robot_dataset, tmp_path / "b", method="dpo")
     cheetah = collect_dataset(
         "cheetah-vel", "random", str(tmp_path / "cv"), tasks=[2], episodes_per_task=1, progress=False
     )
-    with pytest.raises(ConfigError, match="observations of width 2 and actions of width 2.*17 and 6"):
+    with pytest.raises(ConfigError, match=r"observations of width 2 and actions of width 2.*17 and 6"):
         tune(pretrained, cheetah, tmp_path / "c", tasks="2", trajectories=1)
