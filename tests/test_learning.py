@@ -58,3 +58,39 @@ def test_prompt_beats_no_prompt_on_held_out_goals(tmp_path):
     unprompted = train_and_score(data, use_prompt=False)
     print(f"normalized score on held-out goals: prompted {prompted:.1f}, no prompt {unprompted:.1f}")
     assert prompted >= 60 and prompted - unprompted >= 30
+
+
+@pytest.mark.slow
+def test_finetuned_return_rises_with_more_trajectories(tmp_path):
+    """MACAW's consistency: fine-tuning on more trajectories of held-out goals gives a higher return."""
+    from seqmeta.configs import load_config
+    from seqmeta.evaluation import evaluate_with_demos
+    from seqmeta.finetune import FinetuneConfig, choose_episodes, finetune
+    from seqmeta.trainer import TrainConfig, train
+
+    collect_dataset("point-robot", "expert", str(tmp_path / "train"), episodes_per_task=20, progress=False)
+    new = collect_dataset("point-robot", "expert", str(tmp_path / "new"), tasks="test", episodes_per_task=20, seed=5)
+    recipe = load_config(TrainConfig, "training/point_robot.yaml")
+    config = TrainConfig(**(vars(recipe) | dict(data=str(tmp_path / "train"), output_dir=str(tmp_path / "m"))))
+    pretrained = train(TrainConfig(**(vars(config) | dict(max_steps=800, report_to="none"))))
+    scores = {}
+    for n in (1, 5, 20):
+        tuned = finetune(
+            FinetuneConfig(
+                model=str(pretrained),
+                data=str(new.path),
+                output_dir=str(tmp_path / f"ft{n}"),
+                method="full",
+                tasks="test",
+                trajectories=n,
+                max_steps=500,
+                learning_rate=3e-4,
+                report_to="none",
+            )
+        )
+        returns = evaluate_with_demos(
+            seqmeta.PromptDTModel.from_pretrained(tuned), new, choose_episodes(new, "test", n), episodes=10, seed=2026
+        )
+        scores[n] = float(np.mean([new.family.normalized_score(r.mean(), t) for t, r in returns.items()]))
+    print(f"normalized score on held-out goals after fine-tuning on N trajectories: {scores}")
+    assert scores[1] < scores[5] < scores[20]

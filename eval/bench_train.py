@@ -1,0 +1,139 @@
+"""Benchmark: samples/s of the whole training step, seqmeta's trainer vs a plain loop around HF's DT.
+
+    python eval/bench_train.py                  # batch 64 and 256, 2 threads
+
+One synthetic Cheetah-Vel-shaped dataset (observations 17, actions 6, 40 tasks x 5 episodes x 200
+steps). Both sides draw the same batches from ``seqmeta.trainer.EpisodeBatches`` (same seed) and
+train a model of the same size (3 layers, hidden 128, 1 head, K = 20) with AdamW and gradient
+clipping:
+
+- seqmeta: ``seqmeta.trainer.train`` itself (accelerate, sampling, prompt, action + reward + value
+  losses, logging); samples/s is read from its train_log.jsonl, the first window (warm-up) left out;
+- HF: ``transformers.DecisionTransformerModel`` in a plain PyTorch loop on the same windows (no
+  prompt: it has none), sampling included, action MSE.
+
+Rows: segments of K steps (the same 60 history tokens on both sides; seqmeta adds a 5-step prompt),
+and seqmeta at the recipe's segment of 30 steps (what training/cheetah_vel.yaml runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DecisionTransformerConfig, DecisionTransformerModel
+
+from seqmeta.data.dataset import load_trajectories, write_dataset
+from seqmeta.data.episodes import Episodes
+from seqmeta.tasks import get_family
+from seqmeta.trainer import EpisodeBatches, TrainConfig, read_log, train
+
+S, A, K, HIDDEN, LAYERS, TASKS, EPISODES, T = 17, 6, 20, 128, 3, 40, 5, 200
+
+
+def synthetic_dataset(path: Path):
+    rng = np.random.default_rng(0)
+    n_ep = TASKS * EPISODES
+    n = n_ep * T
+    episodes = Episodes(
+        observations=rng.standard_normal((n, S)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, A)).astype(np.float32),
+        rewards=rng.standard_normal(n).astype(np.float32),
+        terminated=np.zeros(n, bool),
+        truncated=np.tile(np.arange(T) == T - 1, n_ep),
+        lengths=np.full(n_ep, T),
+        task_index=np.repeat(np.arange(TASKS), EPISODES),
+        quality=np.array(["expert"] * n_ep, dtype=object),
+    )
+    return load_trajectories(write_dataset(episodes, get_family("cheetah-vel"), path))
+
+
+def seqmeta_rate(data, out: Path, batch: int, segment: int, steps: int) -> float:
+    config = TrainConfig(
+        data=str(data.path),
+        output_dir=str(out),
+        max_steps=steps,
+        batch_size=batch,
+        segment_length=segment,
+        context_length=K,
+        hidden_size=HIDDEN,
+        num_layers=LAYERS,
+        num_heads=1,
+        log_every=max(steps // 4, 1),
+        eval_every=0,
+        checkpoint_every=steps,
+        report_to="none",
+    )
+    train(config)
+    windows = [e for e in read_log(out / "train_log.jsonl") if "samples_per_s" in e][1:]
+    return float(np.mean([e["samples_per_s"] for e in windows]))
+
+
+def hf_rate(data, batch: int, steps: int) -> float:
+    config = DecisionTransformerConfig(
+        state_dim=S,
+        act_dim=A,
+        hidden_size=HIDDEN,
+        n_layer=LAYERS,
+        n_head=1,
+        n_inner=4 * HIDDEN,
+        activation_function="relu",
+        max_ep_len=1000,
+        n_positions=1024,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+    model = DecisionTransformerModel(config).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    batches = EpisodeBatches(data, segment_length=K, batch_size=batch, num_prompt_segments=1, prompt_length=5, seed=0)
+
+    def step():
+        b = {k: torch.as_tensor(v) for k, v in batches.sample().items() if k != "prompt"}
+        mask = b["attention_mask"].long()
+        out = model(
+            states=b["observation"],
+            actions=b["action"],
+            rewards=b["reward"][..., None],
+            returns_to_go=b["return_to_go"][..., None],
+            timesteps=b["timestep"],
+            attention_mask=mask,
+        )
+        loss = ((out.action_preds - b["action"]).pow(2).mean(-1) * mask).sum() / mask.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
+        opt.step()
+
+    for _ in range(max(steps // 4, 1)):  # warm-up, as the first seqmeta log window is left out
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", default="64,256")
+    parser.add_argument("--steps", type=int, default=80, help="optimizer steps per measurement")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = synthetic_dataset(Path(tmp) / "data")
+        print(f"CPU, {args.threads} threads; {len(data):,} steps of synthetic Cheetah-Vel-shaped data")
+        header = f"{'seqmeta, segment K':>18} | {'seqmeta, segment 30':>19} | {'HF DT plain loop':>16}"
+        print(f"{'batch':>5} | {header} | ratio")
+        for batch in [int(b) for b in args.batches.split(",")]:
+            ours = seqmeta_rate(data, Path(tmp) / f"k{batch}", batch, K, args.steps)
+            longer = seqmeta_rate(data, Path(tmp) / f"s{batch}", batch, 30, args.steps)
+            hf = hf_rate(data, batch, args.steps)
+            print(f"{batch:>5} | {ours:>18,.0f} | {longer:>19,.0f} | {hf:>16,.0f} | {ours / hf:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
