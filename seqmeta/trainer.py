@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from seqmeta.configs import option, read_yaml, save_config
 from seqmeta.errors import ConfigError
-from seqmeta.io import atomic_directory
+from seqmeta.io import atomic_directory, atomic_write_text
 from seqmeta.models import PromptDTConfig, PromptDTModel
 
 logger = logging.getLogger(__name__)
@@ -269,7 +269,6 @@ def fit(
     config_name: str = "train_config.yaml",
     validation_batches: Callable[[], list[dict[str, Any]]] | None = None,
     action_weights: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
-    trainable: Callable[[torch.nn.Module], list[torch.nn.Parameter]] | None = None,
 ):
     """Run the optimizer loop of ``config`` (a ``TrainConfig`` or ``FinetuneConfig``).
 
@@ -297,14 +296,14 @@ def fit(
     saved = _complete_checkpoints(run_dir / "checkpoints", config_name) if resume else []
     if resume and (run_dir / config_name).exists():
         _check_resumable(config, run_dir / config_name)
-    if not resume and accelerator.is_main_process and (run_dir / "checkpoints").exists():
+    if not resume and (run_dir / "checkpoints").exists():  # every rank checks: none waits for a failed one
         raise FileExistsError(
             f"{run_dir} already holds checkpoints; pass --resume to continue that run or choose a new --output-dir"
         )
     accelerator.wait_for_everyone()
     set_seed(config.seed)
     model = build_model()
-    params = trainable(model) if trainable else [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)))
     batches = make_batches(config.seed + 1000 * accelerator.process_index)
@@ -320,7 +319,7 @@ def fit(
         save_config(config, run_dir / config_name)
         if (run_dir / LOG_FILE).exists():  # drop what a killed run logged after its last checkpoint
             kept = [e for e in read_log(run_dir / LOG_FILE) if e["step"] <= counter.step]
-            (run_dir / LOG_FILE).write_text("".join(json.dumps(e) + "\n" for e in kept))
+            atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(e) + "\n" for e in kept))
     accelerator.init_trackers(run_dir.name or "seqmeta", config=dataclasses.asdict(config))
     validation = validation_batches() if validation_batches and config.eval_every > 0 else None
 
