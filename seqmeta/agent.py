@@ -11,6 +11,9 @@ is exact because the model's history attention is a K-step band (see ``modeling_
 ``use_cache=False`` instead recomputes the full forward pass over the prompt and the whole episode
 every step: the reference the cached path is tested against.
 
+An env whose prompt row is all masked (``attention_mask`` False) acts with no prompt; the evaluator
+uses that to run "no prompt" settings in the same batch as prompted ones.
+
 All envs step together: ``reset`` starts a new episode in every env (an env whose episode ended
 early keeps being fed until the batch resets; its actions are ignored by the caller).
 """
@@ -69,9 +72,8 @@ class Agent:
         act = np.asarray(prompts["action"])
         if act.shape != (self.num_envs, steps, cfg.act_dim):
             raise ValueError(f"prompt actions have shape {act.shape}; expected {(self.num_envs, steps, cfg.act_dim)}")
-        mask = np.asarray(prompts["attention_mask"], dtype=bool)
-        if steps == 0 or not mask.any(axis=1).all():
-            raise ValueError("a prompt is empty for some env; give every env at least one prompt step")
+        if steps == 0:
+            raise ValueError("the prompts have no prompt steps; give them at least one (an all-masked row: no prompt)")
         tensors = {}
         for key, value in prompts.items():
             value = np.asarray(value)

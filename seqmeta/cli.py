@@ -7,6 +7,7 @@ seqmeta import-minari ...             Minari datasets into a dataset
 seqmeta info DIR                      summarize a dataset
 seqmeta train --config RECIPE ...     meta-train (also: accelerate launch -m seqmeta train ...)
 seqmeta finetune --model DIR ...      adapt a trained model to new tasks (full, lora, awr)
+seqmeta eval --model DIR ...          evaluate in-context adaptation on held-out tasks
 seqmeta demo                          the main job on its embedded default
 """
 
@@ -108,6 +109,18 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     print(f"model saved to {finetune(config, resume=args.resume)}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from seqmeta.configs import load_config, overrides_from_args
+    from seqmeta.evaluation import EvalProtocol, evaluate, format_table
+    from seqmeta.models import PromptDTModel
+
+    protocol = load_config(EvalProtocol, args.config, overrides_from_args(args, EvalProtocol))
+    model = PromptDTModel.from_pretrained(args.model)
+    results = evaluate(model, protocol, output_dir=args.output_dir, training_log=args.training_log)
+    print(format_table(results))
+    print(f"results and plots in {args.output_dir}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from seqmeta.demo import run_demo
 
@@ -184,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_options(p, cls)
         p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
         p.set_defaults(func=func)
+
+    from seqmeta.evaluation import EvalProtocol
+
+    p = verbs.add_parser("eval", help="evaluate in-context adaptation on held-out tasks (eval_results.json + plots)")
+    p.add_argument("--model", required=True, help="a trained model folder")
+    p.add_argument("--output-dir", required=True, help="eval_results.json and the plots go here")
+    p.add_argument("--config", default=None, help="a YAML protocol; flags given here override it")
+    p.add_argument("--training-log", default=None, help="a train_log.jsonl to plot the training curves from")
+    add_config_options(p, EvalProtocol)
+    p.set_defaults(func=cmd_eval)
 
     p = verbs.add_parser("demo", help="the main job on its embedded default (collects the demo datasets)")
     p.add_argument("--output-dir", default="outputs/demo")

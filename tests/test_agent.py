@@ -81,10 +81,8 @@ def test_agent_refuses_bad_input():
         model.agent(2, prompts={**numpy_prompt(2, 5), "action": np.zeros((2, 5, A + 1))}).reset()
     with pytest.raises(ValueError, match="needs prompts"):
         model.agent(2).reset()
-    empty = numpy_prompt(2, 5)
-    empty["attention_mask"][1] = False
-    with pytest.raises(ValueError, match="empty"):
-        model.agent(2, prompts=empty).reset()
+    with pytest.raises(ValueError, match="no prompt steps"):
+        model.agent(2, prompts=numpy_prompt(2, 0)).reset()
     bad = numpy_prompt(2, 5)
     bad["reward"][0, 0] = np.inf
     with pytest.raises(ValueError, match="prompt reward holds NaN or inf"):
@@ -94,3 +92,15 @@ def test_agent_refuses_bad_input():
 def test_prompt_free_models_act_without_prompts():
     agent = tiny(use_prompt=False).agent(4, target_returns=1.0)
     assert agent.act(np.zeros((4, S))).shape == (4, A)
+
+
+def test_an_env_whose_prompt_is_all_masked_runs_without_a_prompt():
+    model = tiny()
+    prompt = numpy_prompt(2, 5)
+    prompt["attention_mask"][1] = False  # env 1: no prompt
+    other = {k: v.copy() for k, v in prompt.items()}
+    other["observation"][1] += 3.0  # what a masked prompt holds must not matter
+    obs = np.random.default_rng(0).standard_normal((2, S))
+    a = model.agent(2, prompts=prompt).act(obs)
+    b = model.agent(2, prompts=other).act(obs)
+    assert np.allclose(a, b, atol=1e-6) and np.isfinite(a).all()

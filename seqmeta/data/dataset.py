@@ -244,7 +244,7 @@ class TrajectoryDataset:
 
     @cached_property
     def episodes(self) -> dict[str, np.ndarray]:
-        """Per-episode table: start row, length, task index, return."""
+        """Per-episode table: start row, length, task index, return, quality."""
         episode_index = self.column("episode_index")
         starts = np.flatnonzero(np.diff(episode_index, prepend=-1))
         lengths = np.diff(np.append(starts, len(episode_index)))
@@ -254,6 +254,7 @@ class TrajectoryDataset:
             "length": lengths.astype(np.int64),
             "task_index": self.column("task_index")[starts],
             "return": np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0),
+            "quality": np.asarray(self.hf.data.table.column("quality").take(starts).to_pylist(), dtype=object),
         }
 
     def _check_episodes(self) -> None:
