@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+
+from seqmeta.cli import main
+from seqmeta.data.collect import collect_dataset
+from seqmeta.errors import ConfigError, TaskSelectionError
+from seqmeta.evaluation import SCHEMA, EvalProtocol, evaluate, load_results
+from seqmeta.models import PromptDTConfig, PromptDTModel
+
+
+@pytest.fixture(scope="module")
+def model(point_robot_dataset):
+    config = PromptDTConfig.from_dataset(point_robot_dataset, hidden_size=16, num_layers=1, context_length=4)
+    return PromptDTModel(config).eval()
+
+
+def protocol(data, **kwargs) -> EvalProtocol:
+    return EvalProtocol(**(dict(data=str(data.path), prompt_trajectories="0,1,2", episodes=2) | kwargs))
+
+
+def test_results_follow_the_schema_and_plots_are_written(model, point_robot_dataset, tmp_path):
+    results = evaluate(model, protocol(point_robot_dataset), output_dir=tmp_path, progress=False)
+    assert load_results(tmp_path / "eval_results.json") == json.loads(json.dumps(results))
+    assert results["schema"] == SCHEMA and results["family"] == "point-robot"
+    assert results["protocol"]["prompt_source"] == "expert" and results["protocol"]["seed"] == 2026
+    assert [s["prompt_trajectories"] for s in results["settings"]] == [0, 1, 2]
+    for setting in results["settings"]:
+        assert [p["task"] for p in setting["per_task"]] == [45, 46, 47, 48, 49]
+        for p in setting["per_task"]:
+            assert len(p["returns"]) == 2 and np.isclose(p["mean"], np.mean(p["returns"]))
+            expected = point_robot_dataset.family.normalized_score(p["mean"], p["task"])
+            assert np.isclose(p["normalized"], expected)
+        assert np.isclose(setting["normalized"], np.mean([p["normalized"] for p in setting["per_task"]]))
+    assert results["episodes_total"] == 3 * 5 * 2
+    assert results["plots"] == ["adaptation_curve.png", "per_task.png"]
+    for name in results["plots"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_batched_sweep_one_model_call_per_env_step(model, point_robot_dataset, monkeypatch):
+    calls = []
+    step = PromptDTModel.stream_step
+
+    def counting(self, state, observation, *args):
+        calls.append(observation.shape[0])
+        return step(self, state, observation, *args)
+
+    monkeypatch.setattr(PromptDTModel, "stream_step", counting)
+    evaluate(model, protocol(point_robot_dataset, episodes=3), progress=False)
+    assert calls == [3 * 5 * 3] * point_robot_dataset.family.horizon  # settings x tasks x episodes, each step
+
+
+def test_fixed_seed_gives_the_same_results(model, point_robot_dataset):
+    a = evaluate(model, protocol(point_robot_dataset, prompt_source="ood"), progress=False)
+    b = evaluate(model, protocol(point_robot_dataset, prompt_source="ood"), progress=False)
+    c = evaluate(model, protocol(point_robot_dataset, prompt_source="ood", seed=1), progress=False)
+    assert a["settings"] == b["settings"] and a["settings"] != c["settings"]
+
+
+def test_own_episodes_become_the_prompt_round_by_round(model, point_robot_dataset):
+    results = evaluate(model, protocol(point_robot_dataset, prompt_source="own", target_return="model"), progress=False)
+    assert [s["prompt_trajectories"] for s in results["settings"]] == [0, 1, 2]
+    assert all(np.isfinite(p["mean"]) for s in results["settings"] for p in s["per_task"])
+
+
+def test_bad_protocols_are_refused(model, point_robot_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="prompt_source 'great'"):
+        evaluate(model, protocol(point_robot_dataset, prompt_source="great"), progress=False)
+    with pytest.raises(ConfigError, match="target_return must be one of"):
+        evaluate(model, protocol(point_robot_dataset, target_return="high"), progress=False)
+    with pytest.raises(ConfigError, match="prompt_trajectories must be numbers"):
+        evaluate(model, protocol(point_robot_dataset, prompt_trajectories="one"), progress=False)
+    with pytest.raises(TaskSelectionError, match="task 45 has 4 expert episodes"):
+        evaluate(model, protocol(point_robot_dataset, prompt_trajectories="5"), progress=False)
+    no_prompt = PromptDTModel(PromptDTConfig.from_dataset(point_robot_dataset, hidden_size=16, use_prompt=False))
+    with pytest.raises(ConfigError, match="takes no prompt"):
+        evaluate(no_prompt, protocol(point_robot_dataset), progress=False)
+    cheetah = collect_dataset(
+        "cheetah-vel", "random", str(tmp_path / "cv"), tasks=[2], episodes_per_task=1, progress=False
+    )
+    with pytest.raises(ConfigError, match="trained on point-robot"):
+        evaluate(model, protocol(cheetah, tasks="2"), progress=False)
+
+
+def test_eval_verb(model, point_robot_dataset, tmp_path, capsys):
+    model.save_pretrained(tmp_path / "m")
+    argv = ["eval", "--model", str(tmp_path / "m"), "--data", str(point_robot_dataset.path)]
+    argv += ["--prompt-trajectories", "0,1", "--episodes", "2", "--output-dir", str(tmp_path / "ev")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "normalized" in out and "task  45" in out
+    assert load_results(tmp_path / "ev" / "eval_results.json")["protocol"]["prompt_trajectories"] == "0,1"
