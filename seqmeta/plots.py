@@ -31,6 +31,7 @@ def plot_adaptation_curve(results: dict[str, Any], path: Path, baselines: dict[s
     ys = [s[key] for s in results["settings"]]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot(xs, ys, marker="o", label=f"prompt: {results['protocol']['prompt_source']}")
+    ax.set_xticks(xs)
     if key == "normalized":
         ax.axhline(100, color="gray", linestyle="--", label="expert")
     for name, value in (baselines or {}).items():
