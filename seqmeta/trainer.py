@@ -39,7 +39,10 @@ logger = logging.getLogger(__name__)
 
 LOG_FILE = "train_log.jsonl"
 # Fields a resumed run may change: how long it runs and what it reports, not what it learns.
-RESUMABLE_CHANGES = frozenset({"max_steps", "checkpoint_every", "log_every", "eval_every", "eval_batches", "report_to"})
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "checkpoint_every", "log_every", "eval_every", "eval_batches", "rollout_every", "rollout_episodes"}
+    | {"report_to"}
+)
 
 
 @dataclass
@@ -73,6 +76,10 @@ class TrainConfig:
     log_every: int = option(20, "steps between tracker logs")
     eval_every: int = option(250, "steps between validation losses on held-out tasks (0: never)")
     eval_batches: int = option(4, "batches per validation (the same batches every time)")
+    rollout_every: int = option(
+        0, "steps between batched rollouts on held-out tasks, prompted with 1 expert trajectory (0: never)"
+    )
+    rollout_episodes: int = option(5, "episodes per held-out task in each of those rollouts")
     report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
     seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)")
 
@@ -269,12 +276,14 @@ def fit(
     config_name: str = "train_config.yaml",
     validation_batches: Callable[[], list[dict[str, Any]]] | None = None,
     action_weights: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+    rollouts: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ):
     """Run the optimizer loop of ``config`` (a ``TrainConfig`` or ``FinetuneConfig``).
 
     ``build_model()`` is called after seeding; ``make_batches(seed)`` makes this process's sample
     stream; ``validation_batches()`` the fixed held-out batches (or None); ``action_weights(batch)``
-    per-step weights of the action loss (advantage weighting). Returns the accelerator and the
+    per-step weights of the action loss (advantage weighting); ``rollouts(model)`` scores from acting
+    in held-out tasks, run every ``rollout_every`` steps. Returns the accelerator and the
     prepared model; the caller saves the artifact (``save_model``).
     """
     from accelerate import Accelerator
@@ -356,6 +365,12 @@ def fit(
             sums, window_start, window_steps = {}, time.perf_counter(), 0
         if validation and (counter.step % config.eval_every == 0 or counter.step == config.max_steps):
             accelerator.log(validate(model, validation, accelerator.device), step=counter.step)
+        rollout_every = getattr(config, "rollout_every", 0)
+        if rollouts and rollout_every and (counter.step % rollout_every == 0 or counter.step == config.max_steps):
+            if accelerator.is_main_process:  # rollouts run on one process; the others wait
+                accelerator.log(rollouts(accelerator.unwrap_model(model)), step=counter.step)
+                model.train()
+            accelerator.wait_for_everyone()
         if counter.step % config.checkpoint_every == 0 or counter.step == config.max_steps:
             location = accelerator.save_state()
             if accelerator.is_main_process:
@@ -429,6 +444,21 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         fixed = EpisodeBatches(data, **options, tasks=held_out, seed=config.seed + 999_983)
         return [fixed.sample() for _ in range(config.eval_batches)]
 
+    def rollouts(model) -> dict[str, float]:
+        from seqmeta.evaluation import EvalProtocol, evaluate
+
+        quality = "expert" if "expert" in data.meta["qualities"] else next(iter(data.meta["qualities"]))
+        protocol = EvalProtocol(
+            data=config.data,
+            tasks=",".join(map(str, held_out)),
+            prompt_source=quality,
+            prompt_trajectories="1" if config.use_prompt else "0",
+            episodes=config.rollout_episodes,
+        )
+        setting = evaluate(model, protocol, progress=False)["settings"][0]
+        scores = {"rollout_mean_return": setting["mean_return"]}
+        return scores | ({"rollout_normalized": setting["normalized"]} if setting["normalized"] is not None else {})
+
     accelerator, model = fit(
         config,
         build_model=lambda: PromptDTModel(PromptDTConfig.from_dataset(data, **config.model_options())),
@@ -437,5 +467,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         ),
         resume=resume,
         validation_batches=validation_batches,
+        rollouts=rollouts if held_out else None,
     )
     return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml")

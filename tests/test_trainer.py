@@ -103,11 +103,9 @@ def test_two_processes_hold_identical_weights_see_different_data_and_resume(poin
         assert resumed[r]["weights"] == ranks[r]["weights"]
 
 
-def test_training_logs_losses_and_validation_on_held_out_tasks(point_robot_dataset, tmp_path):
-    config = tiny_config(
-        point_robot_dataset.path, tmp_path / "t", 6, log_every=2, eval_every=3, report_to="tensorboard"
-    )
-    train(config)
+def test_training_logs_losses_validation_and_rollouts_on_held_out_tasks(point_robot_dataset, tmp_path):
+    out = tmp_path / "t"
+    train(tiny_config(point_robot_dataset.path, out, 6, log_every=2, eval_every=3, rollout_every=6, rollout_episodes=1))
     log = read_log(tmp_path / "t" / "train_log.jsonl")
     assert [e["step"] for e in log if "loss" in e] == [2, 4, 6]
     val = [e for e in log if "val_loss" in e]
@@ -117,6 +115,14 @@ def test_training_logs_losses_and_validation_on_held_out_tasks(point_robot_datas
         for e in log
         if "loss" in e
     )
+    assert not (out / "logs").exists()  # report_to none: the JSONL log only
+    rollouts = [e for e in log if "rollout_normalized" in e]  # acting in the held-out tasks, prompted
+    assert [e["step"] for e in rollouts] == [6] and np.isfinite(rollouts[0]["rollout_mean_return"])
+
+
+def test_tensorboard_is_the_default_tracker(point_robot_dataset, tmp_path):
+    train(tiny_config(point_robot_dataset.path, tmp_path / "t", 2, report_to=TrainConfig.report_to))
+    assert TrainConfig.report_to == "tensorboard"
     assert list((tmp_path / "t" / "logs").rglob("events.out.tfevents.*"))
 
 
