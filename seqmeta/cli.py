@@ -124,7 +124,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from seqmeta.demo import run_demo
 
-    run_demo(args.output_dir, episodes_per_task=args.episodes_per_task, overwrite=args.overwrite)
+    run_demo(args.output_dir, scale=args.scale)
 
 
 def _print_summary(dataset) -> None:
@@ -208,10 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, EvalProtocol)
     p.set_defaults(func=cmd_eval)
 
-    p = verbs.add_parser("demo", help="the main job on its embedded default (collects the demo datasets)")
-    p.add_argument("--output-dir", default="outputs/demo")
-    p.add_argument("--episodes-per-task", type=int, default=10)
-    p.add_argument("--overwrite", action="store_true")
+    p = verbs.add_parser("demo", help="the main job: collect, meta-train, evaluate in-context adaptation")
+    p.add_argument("--output-dir", default="outputs/demo", help="data/, models/ (with results and plots) go here")
+    p.add_argument("--scale", type=float, default=1.0, help="shrink every stage (steps, episodes) by this factor")
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -221,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = _command_line(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    if not args.verbose:  # accelerate reports every file it saves at INFO
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
     try:
         args.func(args)
     except (SeqmetaError, FileExistsError) as e:

@@ -1,50 +1,121 @@
-"""The main job on its embedded default: the demo datasets, collected with the shipped policies.
+"""The main job on its embedded default: data, meta-training and evaluation of in-context adaptation.
 
-``seqmeta demo`` writes, under its output folder, one dataset per family with every behavior level
-the family ships, then prints where they are and what they hold.
+``seqmeta demo`` runs, for Point-Robot and Cheetah-Vel:
+
+1. collect expert data on every task with the shipped behavior policies;
+2. meta-train a small Prompt-DT on the training tasks, and the same model without prompts (the
+   no-prompt baseline: a multi-task decision transformer);
+3. evaluate both on the held-out tasks: the Prompt-DT with 0, 1, 2 and 4 expert prompt trajectories;
+4. write each model folder with its ``eval_results.json`` and plots, and print a table of scores.
+
+Every stage is skipped when its output exists and resumed when it was interrupted, so running the
+demo again continues where it stopped. ``scale`` shrinks every stage (the tests run it at 0.02).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqmeta.behavior.policies import available_qualities
-from seqmeta.data.collect import collect_dataset
-from seqmeta.tasks import get_family
+from seqmeta.evaluation import EvalProtocol, evaluate, load_results
+from seqmeta.trainer import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
-DEMO_FAMILIES = ("point-robot", "point-robot-sparse", "cheetah-vel")
+
+@dataclass(frozen=True)
+class DemoFamily:
+    name: str
+    episodes_per_task: int
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    eval_episodes: int = 10
 
 
-def run_demo(output_dir: str = "outputs/demo", episodes_per_task: int = 10, overwrite: bool = False) -> dict:
-    """Collect the demo datasets; returns {family: TrajectoryDataset}."""
+DEMO_FAMILIES = (
+    DemoFamily(
+        "point-robot",
+        episodes_per_task=20,
+        train=dict(max_steps=800, segment_length=20, hidden_size=64, num_layers=2, dropout=0.0, learning_rate=1e-3),
+        eval_episodes=20,
+    ),
+    DemoFamily(
+        "cheetah-vel",
+        episodes_per_task=10,
+        train=dict(max_steps=1500, segment_length=20, hidden_size=64, num_layers=2, learning_rate=1e-3),
+        eval_episodes=10,
+    ),
+)
+PROMPT_SETTINGS = "0,1,2,4"
+
+
+def _collect(spec: DemoFamily, path: Path, scale: float):
+    from seqmeta.data.collect import collect_dataset
+    from seqmeta.data.dataset import load_trajectories
+
+    if path.exists():
+        logger.info("%s exists; reusing it", path)
+        return load_trajectories(path)
+    episodes = max(4, round(spec.episodes_per_task * scale))  # prompts need a few episodes per task
+    command = f"seqmeta collect --family {spec.name} --quality expert --tasks all --episodes-per-task {episodes}"
+    return collect_dataset(spec.name, "expert", str(path), tasks="all", episodes_per_task=episodes, command=command)
+
+
+def _train(spec: DemoFamily, data_path: Path, out: Path, use_prompt: bool, scale: float) -> Path:
+    if (out / "model" / "config.json").exists():
+        logger.info("%s exists; reusing it", out / "model")
+        return out / "model"
+    values = spec.train | dict(max_steps=max(2, round(spec.train["max_steps"] * scale)))
+    config = TrainConfig(
+        data=str(data_path),
+        output_dir=str(out),
+        use_prompt=use_prompt,
+        warmup_steps=max(1, values["max_steps"] // 20),
+        checkpoint_every=max(1, values["max_steps"] // 4),
+        eval_every=max(1, values["max_steps"] // 8),
+        log_every=max(1, values["max_steps"] // 40),
+        **values,
+    )
+    return train(config, resume=(out / "checkpoints").exists())
+
+
+def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
+    """Run the pipeline; returns {family: {"prompt_dt": results, "no_prompt": results}}."""
+    from seqmeta.models import PromptDTModel
+
     out = Path(output_dir)
-    results = {}
-    for name in DEMO_FAMILIES:
-        family = get_family(name)
-        path = out / "data" / name
-        if path.exists() and not overwrite:
-            from seqmeta.data.dataset import load_trajectories
+    start = time.perf_counter()
+    summary = {}
+    for spec in DEMO_FAMILIES:
+        data = _collect(spec, out / "data" / spec.name, scale)
+        episodes = max(1, round(spec.eval_episodes * scale))
+        results = {}
+        for kind, use_prompt, settings in (("prompt_dt", True, PROMPT_SETTINGS), ("no_prompt", False, "0")):
+            run = out / "models" / f"{spec.name}-{kind.replace('_', '-')}"
+            model_dir = _train(spec, data.path, run, use_prompt, scale)
+            if (model_dir / "eval_results.json").exists():
+                results[kind] = load_results(model_dir / "eval_results.json")
+                continue
+            protocol = EvalProtocol(data=str(data.path), prompt_trajectories=settings, episodes=episodes)
+            model = PromptDTModel.from_pretrained(model_dir)
+            results[kind] = evaluate(model, protocol, output_dir=model_dir, training_log=run / "train_log.jsonl")
+        summary[spec.name] = results
+    _print_summary(summary, out, time.perf_counter() - start)
+    return summary
 
-            logger.info("%s exists; reusing it (pass --overwrite to collect again)", path)
-            results[name] = load_trajectories(path)
-            continue
-        results[name] = collect_dataset(
-            family,
-            available_qualities(family),
-            str(path),
-            tasks="all",
-            episodes_per_task=episodes_per_task,
-            overwrite=overwrite,
-            command=f"seqmeta collect --family {name} --quality {','.join(available_qualities(family))} "
-            f"--tasks all --episodes-per-task {episodes_per_task} --out {path}",
-        )
-    print(f"\nDemo datasets under {out / 'data'}:")
-    print(f"{'family':<20} {'quality':<8} {'episodes':>8} {'mean return':>12}")
-    for name, dataset in results.items():
-        for quality, q in dataset.meta["qualities"].items():
-            print(f"{name:<20} {quality:<8} {q['episodes']:>8} {q['mean_return']:>12.2f}")
-    print("Open one with `datasets.load_from_disk(path)` or `seqmeta.load_trajectories(path)`.")
-    return results
+
+def _print_summary(summary: dict, out: Path, seconds: float) -> None:
+    settings = [int(k) for k in PROMPT_SETTINGS.split(",")]
+    key = "normalized"
+    print(f"\nHeld-out tasks, normalized score (0 = random policy, 100 = expert); demo took {seconds / 60:.1f} min")
+    head = f"{'family':<12} | {'no-prompt model':>15} | " + " | ".join(f"Prompt-DT, {n} traj." for n in settings)
+    print(head)
+    print("-" * len(head))
+    for family, results in summary.items():
+        base = results["no_prompt"]["settings"][0][key]
+        scores = {s["prompt_trajectories"]: s[key] for s in results["prompt_dt"]["settings"]}
+        print(f"{family:<12} | {base:>15.1f} | " + " | ".join(f"{scores[n]:>18.1f}" for n in settings))
+    print("\nModels with their eval_results.json and plots (adaptation_curve.png, per_task.png, training_curve.png):")
+    for run in sorted((out / "models").iterdir()):
+        print(f"  {run / 'model'}")

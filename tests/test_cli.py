@@ -10,7 +10,7 @@ from seqmeta.cli import main
 
 def test_help_lists_the_verbs():
     out = subprocess.run([sys.executable, "-m", "seqmeta", "--help"], capture_output=True, text=True, check=True)
-    for verb in ("families", "collect", "import-hdf5", "import-minari", "info", "demo"):
+    for verb in ("families", "collect", "import-hdf5", "import-minari", "info", "train", "finetune", "eval", "demo"):
         assert verb in out.stdout
 
 

@@ -1,0 +1,29 @@
+import json
+
+from seqmeta.cli import main
+from seqmeta.evaluation import load_results
+
+
+def test_demo_pipeline_end_to_end_at_small_scale(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--output-dir", str(out), "--scale", "0.01"]) == 0
+    printed = capsys.readouterr().out
+    assert "normalized score" in printed and "point-robot" in printed and "cheetah-vel" in printed
+    for family in ("point-robot", "cheetah-vel"):
+        for kind, settings in (("prompt-dt", [0, 1, 2, 4]), ("no-prompt", [0])):
+            model = out / "models" / f"{family}-{kind}" / "model"
+            results = load_results(model / "eval_results.json")
+            assert [s["prompt_trajectories"] for s in results["settings"]] == settings
+            assert results["protocol"]["tasks"] == "test" and results["family"] == family
+            for name in ("adaptation_curve.png", "per_task.png", "training_curve.png"):
+                assert (model / name).exists()
+            assert json.loads((model / "config.json").read_text())["use_prompt"] == (kind == "prompt-dt")
+    # A second run finds every stage done and prints the same table.
+    model = out / "models" / "point-robot-prompt-dt" / "model"
+    before = {p.name: p.stat().st_mtime_ns for p in model.iterdir()}
+    assert main(["demo", "--output-dir", str(out), "--scale", "0.01"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in model.iterdir()} == before
+    assert (
+        capsys.readouterr().out.split("demo took")[1].split("\n", 1)[1]
+        == printed.split("demo took")[1].split("\n", 1)[1]
+    )
