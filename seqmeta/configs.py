@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import inspect
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +32,12 @@ C = TypeVar("C")
 def option(default: Any, help: str) -> Any:
     """A config field with its help text (shown by ``--help`` and written into recipes' docs)."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+def field_order(cls: type) -> list[str]:
+    """The fields a config class declares itself first (in its order), then those it inherits."""
+    own = [n for n in inspect.get_annotations(cls) if n in cls.__dataclass_fields__]
+    return own + [n for n in cls.__dataclass_fields__ if n not in own]
 
 
 def field_help(cls: type, name: str) -> str:
@@ -86,13 +93,16 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[st
 
 def save_config(config: Any, path: str | Path) -> None:
     """The resolved config as YAML (atomically), loadable with ``load_config``."""
-    atomic_write_text(Path(path), yaml.safe_dump(dataclasses.asdict(config), sort_keys=False))
+    values = dataclasses.asdict(config)
+    ordered = {name: values[name] for name in field_order(type(config))}
+    atomic_write_text(Path(path), yaml.safe_dump(ordered, sort_keys=False))
 
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--flag`` per field; a flag left out is absent from the namespace (so a recipe's value stands)."""
     hints = typing.get_type_hints(cls)
-    for name, f in cls.__dataclass_fields__.items():
+    for name in field_order(cls):
+        f = cls.__dataclass_fields__[name]
         flag = "--" + name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         if hints[name] is bool:

@@ -31,14 +31,14 @@ import torch
 
 from seqmeta.configs import option
 from seqmeta.errors import ConfigError, TaskSelectionError
-from seqmeta.trainer import EpisodeBatches, fit, save_model
+from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
 METHODS = ("full", "lora", "awr")
 LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # GPT-2's attention and MLP projections
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(LoopConfig):
     """Adapting a trained model to new tasks from a few of their trajectories."""
 
     model: str = option("", "the trained model folder (a `seqmeta train` model/ or any save_pretrained folder)")
@@ -47,25 +47,16 @@ class FinetuneConfig:
     method: str = option("full", "full, lora or awr (advantage-weighted, with the model's value head)")
     tasks: str = option("all", "tasks of the dataset to adapt to: all, test, train, or indices like 2,7")
     trajectories: int = option(5, "trajectories per task to learn from: the first N episodes of each task")
-    max_steps: int = option(300, "optimizer steps")
-    batch_size: int = option(32, "samples per process and step")
     segment_length: int = option(0, "history steps per sample (0: twice the model's context_length)")
-    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
-    warmup_steps: int = option(10, "linear learning-rate warmup steps")
-    grad_clip: float = option(0.25, "gradient norm clip")
     lora_rank: int = option(8, "LoRA rank (method lora)")
     lora_alpha: float = option(16.0, "LoRA scaling numerator (method lora)")
     awr_beta: float = option(1.0, "AWR temperature, in units of the model's return_scale (method awr)")
     awr_max_weight: float = option(20.0, "AWR weight cap (method awr)")
-    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
-    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
+    max_steps: int = option(300, "optimizer steps")
+    batch_size: int = option(32, "samples per process and step")
+    warmup_steps: int = option(10, "linear learning-rate warmup steps")
     checkpoint_every: int = option(100, "steps between save_state checkpoints (the last two are kept)")
     log_every: int = option(10, "steps between tracker logs")
-    eval_every: int = option(0, "unused: fine-tuning has no held-out tasks")
-    eval_batches: int = option(0, "unused: fine-tuning has no held-out tasks")
-    report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
-    seed: int = option(0, "seed of dropout and sampling")
 
 
 def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]:

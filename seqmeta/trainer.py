@@ -46,13 +46,29 @@ RESUMABLE_CHANGES = frozenset(
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
+    """The optimizer loop's settings: what meta-training and fine-tuning share (``fit`` reads them)."""
+
+    max_steps: int = option(2000, "optimizer steps")
+    batch_size: int = option(64, "samples per process and step")
+    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    warmup_steps: int = option(100, "linear learning-rate warmup steps")
+    grad_clip: float = option(0.25, "gradient norm clip")
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
+    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
+    checkpoint_every: int = option(500, "steps between save_state checkpoints (the last two are kept)")
+    log_every: int = option(20, "steps between tracker logs")
+    report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
+    seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)")
+
+
+@dataclass
+class TrainConfig(LoopConfig):
     """Meta-training of a prompt- and return-conditioned decision transformer."""
 
     data: str = option("", "dataset folder (`seqmeta collect` output); its task set's training tasks are trained on")
     output_dir: str = option("outputs/train", "checkpoints/, logs/, train_log.jsonl and the final model/ go here")
-    max_steps: int = option(2000, "optimizer steps")
-    batch_size: int = option(64, "samples per process and step")
     segment_length: int = option(
         40, "history steps per sample; longer than context_length trains the K-step band the agent streams with"
     )
@@ -66,22 +82,12 @@ class TrainConfig:
     num_layers: int = option(3, "transformer blocks")
     num_heads: int = option(1, "attention heads")
     dropout: float = option(0.1, "dropout in the transformer")
-    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
-    warmup_steps: int = option(100, "linear learning-rate warmup steps")
-    grad_clip: float = option(0.25, "gradient norm clip")
-    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
-    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
-    checkpoint_every: int = option(500, "steps between save_state checkpoints (the last two are kept)")
-    log_every: int = option(20, "steps between tracker logs")
     eval_every: int = option(250, "steps between validation losses on held-out tasks (0: never)")
     eval_batches: int = option(4, "batches per validation (the same batches every time)")
     rollout_every: int = option(
         0, "steps between batched rollouts on held-out tasks, prompted with 1 expert trajectory (0: never)"
     )
     rollout_episodes: int = option(5, "episodes per held-out task in each of those rollouts")
-    report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
-    seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)")
 
     def model_options(self) -> dict:
         """The fields that configure the model: those named like a ``PromptDTConfig`` field."""
@@ -278,7 +284,7 @@ def fit(
     action_weights: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
     rollouts: Callable[[torch.nn.Module], dict[str, float]] | None = None,
 ):
-    """Run the optimizer loop of ``config`` (a ``TrainConfig`` or ``FinetuneConfig``).
+    """Run the optimizer loop of ``config`` (a ``LoopConfig``: ``TrainConfig`` or ``FinetuneConfig``).
 
     ``build_model()`` is called after seeding; ``make_batches(seed)`` makes this process's sample
     stream; ``validation_batches()`` the fixed held-out batches (or None); ``action_weights(batch)``
@@ -330,7 +336,8 @@ def fit(
             kept = [e for e in read_log(run_dir / LOG_FILE) if e["step"] <= counter.step]
             atomic_write_text(run_dir / LOG_FILE, "".join(json.dumps(e) + "\n" for e in kept))
     accelerator.init_trackers(run_dir.name or "seqmeta", config=dataclasses.asdict(config))
-    validation = validation_batches() if validation_batches and config.eval_every > 0 else None
+    eval_every = getattr(config, "eval_every", 0)
+    validation = validation_batches() if validation_batches and eval_every > 0 else None
 
     samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
     model.train()
@@ -363,7 +370,7 @@ def fit(
             accelerator.log(logs, step=counter.step)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:,.0f}")
             sums, window_start, window_steps = {}, time.perf_counter(), 0
-        if validation and (counter.step % config.eval_every == 0 or counter.step == config.max_steps):
+        if validation and (counter.step % eval_every == 0 or counter.step == config.max_steps):
             accelerator.log(validate(model, validation, accelerator.device), step=counter.step)
         rollout_every = getattr(config, "rollout_every", 0)
         if rollouts and rollout_every and (counter.step % rollout_every == 0 or counter.step == config.max_steps):

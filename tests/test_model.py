@@ -175,17 +175,22 @@ def test_config_from_dataset_carries_the_normalization(point_robot_dataset):
     assert PromptDTModel(config).agent(3, prompts=None).config.hidden_size == 32
 
 
+def small_batch(steps: int) -> dict[str, torch.Tensor]:
+    """Two random histories of a 3-d state, 2-d action task."""
+    return {
+        "observation": torch.randn(2, steps, 3),
+        "action": torch.rand(2, steps, 2) * 2 - 1,
+        "reward": torch.randn(2, steps),
+        "return_to_go": torch.randn(2, steps),
+        "timestep": torch.arange(steps).repeat(2, 1),
+    }
+
+
 def test_hidden_returns_hide_the_return_and_train_the_value_head():
     torch.manual_seed(0)
     model = PromptDTModel(PromptDTConfig(state_dim=3, act_dim=2, hidden_size=16, num_layers=1, context_length=4))
     model.eval()
-    batch = {
-        "observation": torch.randn(2, 5, 3),
-        "action": torch.rand(2, 5, 2) * 2 - 1,
-        "reward": torch.randn(2, 5),
-        "return_to_go": torch.randn(2, 5),
-        "timestep": torch.arange(5).repeat(2, 1),
-    }
+    batch = small_batch(steps=5)
     hidden = torch.tensor([True, False])
     out = model(**batch, hide_return=hidden, return_loss=True)
     other = model(**(batch | {"return_to_go": batch["return_to_go"] + 5.0}), hide_return=hidden, return_loss=True)
@@ -206,13 +211,7 @@ def test_hidden_returns_hide_the_return_and_train_the_value_head():
 def test_action_weights_scale_each_steps_action_loss():
     torch.manual_seed(0)
     model = PromptDTModel(PromptDTConfig(state_dim=3, act_dim=2, hidden_size=16, num_layers=1)).eval()
-    batch = {
-        "observation": torch.randn(2, 4, 3),
-        "action": torch.rand(2, 4, 2) * 2 - 1,
-        "reward": torch.randn(2, 4),
-        "return_to_go": torch.randn(2, 4),
-        "timestep": torch.arange(4).repeat(2, 1),
-    }
+    batch = small_batch(steps=4)
     plain = model(**batch, return_loss=True).action_loss
     assert torch.allclose(
         model(**batch, action_weight=torch.full((2, 4), 3.0), return_loss=True).action_loss, 3 * plain
