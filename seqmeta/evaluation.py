@@ -297,8 +297,9 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
     first = _first_observations(family, slot_params, protocol.seed) if protocol.target_return == "model" else None
     targets = _targets(model, data, protocol, slot_task, prompts, first, best)
     out = rollout(model, family, slot_params, prompts, targets, seed=protocol.seed, progress=progress)
-    returns = out["returns"].reshape(len(settings), len(tasks), protocol.episodes)
-    return {k: returns[i] for i, k in enumerate(settings)}
+    shape = (len(settings), len(tasks), protocol.episodes)
+    returns, targets = out["returns"].reshape(shape), np.asarray(targets, np.float64).reshape(shape)
+    return {k: (returns[i], targets[i]) for i, k in enumerate(settings)}
 
 
 def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, np.ndarray]:
@@ -322,7 +323,8 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, np
         out = rollout(model, family, slot_params, prompts, targets, seed=seed, progress=progress, record=True)
         history.append(out)
         if r in settings:
-            results[r] = out["returns"].reshape(len(tasks), protocol.episodes)
+            shape = (len(tasks), protocol.episodes)
+            results[r] = (out["returns"].reshape(shape), np.asarray(targets, np.float64).reshape(shape))
     return results
 
 
@@ -358,13 +360,14 @@ def evaluate(
     return results
 
 
-def _summarize(model, data, protocol, tasks, returns: dict[int, np.ndarray], seconds: float) -> dict[str, Any]:
+def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds: float) -> dict[str, Any]:
+    """``returns``: {setting: (returns, target returns)}, each (tasks, episodes)."""
     family, task_set_name = data.family, data.meta["task_set"]
     ts = family.task_set(task_set_name)
     refs = family.reference_returns(task_set_name)
     has_refs = all(refs["random"][t] is not None and refs["expert"][t] is not None for t in tasks)
     settings = []
-    for k, table in returns.items():  # table: (tasks, episodes)
+    for k, (table, targets) in returns.items():
         per_task = []
         for i, t in enumerate(tasks):
             mean = float(table[i].mean())
@@ -375,6 +378,7 @@ def _summarize(model, data, protocol, tasks, returns: dict[int, np.ndarray], sec
                     "returns": [float(x) for x in table[i]],
                     "mean": mean,
                     "std": float(table[i].std()),
+                    "target_return": float(targets[i].mean()),
                     "normalized": float(family.normalized_score(mean, int(t), task_set_name)) if has_refs else None,
                 }
             )
@@ -403,7 +407,7 @@ def _summarize(model, data, protocol, tasks, returns: dict[int, np.ndarray], sec
         | {"prompt_shape": [model.config.num_prompt_segments, model.config.prompt_length]},
         "reference_returns": {level: [refs[level][t] for t in tasks] for level in ("random", "expert")},
         "settings": settings,
-        "episodes_total": int(sum(v.size for v in returns.values())),
+        "episodes_total": int(sum(v[0].size for v in returns.values())),
         "wall_seconds": seconds,
     }
 

@@ -92,3 +92,21 @@ def test_eval_verb(model, point_robot_dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "normalized" in out and "task  45" in out
     assert load_results(tmp_path / "ev" / "eval_results.json")["protocol"]["prompt_trajectories"] == "0,1"
+
+
+def test_target_return_rules(model, point_robot_dataset):
+    def targets(rule, settings="0,1"):
+        results = evaluate(model, protocol(point_robot_dataset, target_return=rule, prompt_trajectories=settings))
+        return [[p["target_return"] for p in s["per_task"]] for s in results["settings"]]
+
+    best = float(point_robot_dataset.episodes["return"].max())
+    assert targets("fixed") == [[best] * 5] * 2
+    assert targets("-3.5") == [[-3.5] * 5] * 2
+    expert = point_robot_dataset.family.reference_returns()["expert"][45:50]
+    assert np.allclose(targets("oracle"), [expert, expert])
+    ep = point_robot_dataset.episodes
+    first_expert = [ep["return"][(ep["task_index"] == t) & (ep["quality"] == "expert")][0] for t in range(45, 50)]
+    no_prompt, one = targets("demo")
+    assert no_prompt == [best] * 5 and np.allclose(one, first_expert)  # the prompt's own return
+    model_targets = targets("model", settings="1")[0]
+    assert len(set(model_targets)) > 1  # the value head's estimate differs by task (prompt)
