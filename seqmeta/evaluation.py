@@ -154,11 +154,8 @@ class _EpisodePool:
 
 def _check(model, data, protocol: EvalProtocol) -> list[int]:
     cfg, meta = model.config, data.meta
-    if protocol.family and protocol.family not in (meta["family"], cfg.family or meta["family"]):
-        raise ConfigError(
-            f"the protocol names family {protocol.family}, but the model is {cfg.family or 'unnamed'} and "
-            f"{data.path} holds {meta['family']}"
-        )
+    if protocol.family and protocol.family != meta["family"]:
+        raise ConfigError(f"the protocol names family {protocol.family}; {data.path} holds {meta['family']} data")
     if cfg.family and cfg.family != meta["family"]:
         raise ConfigError(f"the model was trained on {cfg.family}; {data.path} holds {meta['family']} data")
     if (cfg.state_dim, cfg.act_dim) != (meta["observation_dim"], meta["action_dim"]):

@@ -66,6 +66,8 @@ def test_own_episodes_become_the_prompt_round_by_round(model, point_robot_datase
 
 
 def test_bad_protocols_are_refused(model, point_robot_dataset, tmp_path):
+    with pytest.raises(ConfigError, match="names family cheetah-vel"):
+        evaluate(model, protocol(point_robot_dataset, family="cheetah-vel"), progress=False)
     with pytest.raises(ConfigError, match="prompt_source 'great'"):
         evaluate(model, protocol(point_robot_dataset, prompt_source="great"), progress=False)
     with pytest.raises(ConfigError, match="target_return must be one of"):
@@ -87,6 +89,7 @@ def test_bad_protocols_are_refused(model, point_robot_dataset, tmp_path):
 def test_eval_verb(model, point_robot_dataset, tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     argv = ["eval", "--model", str(tmp_path / "m"), "--data", str(point_robot_dataset.path)]
+    argv += ["--family", "point-robot", "--tasks", "test", "--prompt-source", "expert"]
     argv += ["--prompt-trajectories", "0,1", "--episodes", "2", "--output-dir", str(tmp_path / "ev")]
     assert main(argv) == 0
     out = capsys.readouterr().out
