@@ -111,12 +111,19 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from seqmeta.configs import load_config, overrides_from_args
-    from seqmeta.evaluation import EvalProtocol, evaluate, format_table
+    from seqmeta.evaluation import EvalProtocol, evaluate, format_table, load_results
     from seqmeta.models import PromptDTModel
 
     protocol = load_config(EvalProtocol, args.config, overrides_from_args(args, EvalProtocol))
+    baselines = {}
+    for item in args.baseline:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--baseline takes NAME=eval_results.json, got {item!r}")
+        first = load_results(path)["settings"][0]
+        baselines[name] = first["normalized"] if first["normalized"] is not None else first["mean_return"]
     model = PromptDTModel.from_pretrained(args.model)
-    results = evaluate(model, protocol, output_dir=args.output_dir, training_log=args.training_log)
+    results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")
 
@@ -205,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="eval_results.json and the plots go here")
     p.add_argument("--config", default=None, help="a YAML protocol; flags given here override it")
     p.add_argument("--training-log", default=None, help="a train_log.jsonl to plot the training curves from")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="NAME=eval_results.json of another model (e.g. one trained without prompts): a line on the curve",
+    )
     add_config_options(p, EvalProtocol)
     p.set_defaults(func=cmd_eval)
 

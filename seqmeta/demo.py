@@ -91,7 +91,7 @@ def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
         data = _collect(spec, out / "data" / spec.name, scale)
         episodes = max(1, round(spec.eval_episodes * scale))
         results = {}
-        for kind, use_prompt, settings in (("prompt_dt", True, PROMPT_SETTINGS), ("no_prompt", False, "0")):
+        for kind, use_prompt, settings in (("no_prompt", False, "0"), ("prompt_dt", True, PROMPT_SETTINGS)):
             run = out / "models" / f"{spec.name}-{kind.replace('_', '-')}"
             model_dir = _train(spec, data.path, run, use_prompt, scale)
             if (model_dir / "eval_results.json").exists():
@@ -99,7 +99,8 @@ def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
                 continue
             protocol = EvalProtocol(data=str(data.path), prompt_trajectories=settings, episodes=episodes)
             model = PromptDTModel.from_pretrained(model_dir)
-            results[kind] = evaluate(model, protocol, output_dir=model_dir, training_log=run / "train_log.jsonl")
+            baseline = {"no-prompt model": results["no_prompt"]["settings"][0]["normalized"]} if use_prompt else None
+            results[kind] = evaluate(model, protocol, model_dir, run / "train_log.jsonl", baselines=baseline)
         summary[spec.name] = results
     _print_summary(summary, out, time.perf_counter() - start)
     return summary

@@ -331,8 +331,13 @@ def evaluate(
     output_dir: str | Path | None = None,
     training_log: str | Path | None = None,
     progress: bool = True,
+    baselines: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol's sweep; returns the results dict (and writes eval_results.json + plots)."""
+    """Run the protocol's sweep; returns the results dict (and writes eval_results.json + plots).
+
+    ``baselines`` ({name: score}, normalized where the family has references) are drawn as lines on
+    the adaptation curve, e.g. the score of a model trained without prompts.
+    """
     from seqmeta.data.dataset import load_trajectories
 
     if not protocol.data:
@@ -352,7 +357,7 @@ def evaluate(
         atomic_write_json(out / "eval_results.json", results)
         from seqmeta.plots import plot_results
 
-        results["plots"] = plot_results(results, out, training_log)
+        results["plots"] = plot_results(results, out, training_log, baselines)
         atomic_write_json(out / "eval_results.json", results)
     return results
 

@@ -91,10 +91,15 @@ def plot_training_log(log_path: str | Path, path: Path) -> Path:
     return path
 
 
-def plot_results(results: dict[str, Any], out: Path, training_log: str | Path | None = None) -> list[str]:
+def plot_results(
+    results: dict[str, Any],
+    out: Path,
+    training_log: str | Path | None = None,
+    baselines: dict[str, float] | None = None,
+) -> list[str]:
     """The evaluation's plots under ``out``; returns their file names."""
     out.mkdir(parents=True, exist_ok=True)
-    names = [plot_adaptation_curve(results, out / "adaptation_curve.png").name]
+    names = [plot_adaptation_curve(results, out / "adaptation_curve.png", baselines).name]
     names.append(plot_per_task(results, out / "per_task.png").name)
     if training_log and Path(training_log).exists():
         names.append(plot_training_log(training_log, out / "training_curve.png").name)

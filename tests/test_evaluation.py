@@ -95,6 +95,8 @@ def test_eval_verb(model, point_robot_dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "normalized" in out and "task  45" in out
     assert load_results(tmp_path / "ev" / "eval_results.json")["protocol"]["prompt_trajectories"] == "0,1"
+    again = [*argv[:-1], str(tmp_path / "ev2"), "--baseline", f"first={tmp_path / 'ev' / 'eval_results.json'}"]
+    assert main(again) == 0 and (tmp_path / "ev2" / "adaptation_curve.png").exists()
 
 
 def test_target_return_rules(model, point_robot_dataset):
