@@ -16,6 +16,12 @@ _LAZY = {
     "collect_dataset": "seqmeta.data.collect",
     "TrajectoryDataset": "seqmeta.data.dataset",
     "load_trajectories": "seqmeta.data.dataset",
+    "TrainConfig": "seqmeta.trainer",
+    "train": "seqmeta.trainer",
+    "FinetuneConfig": "seqmeta.finetune",
+    "finetune": "seqmeta.finetune",
+    "EvalProtocol": "seqmeta.evaluation",
+    "evaluate": "seqmeta.evaluation",
 }
 
 
@@ -26,14 +32,20 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EvalProtocol",
+    "FinetuneConfig",
     "PromptDTConfig",
     "PromptDTModel",
     "TaskFamily",
     "TaskSet",
+    "TrainConfig",
     "TrajectoryDataset",
     "__version__",
     "collect_dataset",
+    "evaluate",
+    "finetune",
     "get_family",
     "list_families",
     "load_trajectories",
+    "train",
 ]
