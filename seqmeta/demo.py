@@ -58,7 +58,9 @@ def _collect(spec: DemoFamily, path: Path, scale: float):
         logger.info("%s exists; reusing it", path)
         return load_trajectories(path)
     episodes = max(4, round(spec.episodes_per_task * scale))  # prompts need a few episodes per task
-    command = f"seqmeta collect --family {spec.name} --quality expert --tasks all --episodes-per-task {episodes}"
+    command = (
+        f"seqmeta collect --family {spec.name} --quality expert --tasks all --episodes-per-task {episodes} --out {path}"
+    )
     return collect_dataset(spec.name, "expert", str(path), tasks="all", episodes_per_task=episodes, command=command)
 
 
