@@ -93,20 +93,12 @@ def cmd_info(args: argparse.Namespace) -> None:
     _print_summary(load_trajectories(args.path))
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_run(args: argparse.Namespace) -> None:
+    """train / finetune: a recipe (``--config``) with flags over it, handed to the run function."""
     from seqmeta.configs import load_config, overrides_from_args
-    from seqmeta.trainer import TrainConfig, train
 
-    config = load_config(TrainConfig, args.config, overrides_from_args(args, TrainConfig))
-    print(f"model saved to {train(config, resume=args.resume)}")
-
-
-def cmd_finetune(args: argparse.Namespace) -> None:
-    from seqmeta.configs import load_config, overrides_from_args
-    from seqmeta.finetune import FinetuneConfig, finetune
-
-    config = load_config(FinetuneConfig, args.config, overrides_from_args(args, FinetuneConfig))
-    print(f"model saved to {finetune(config, resume=args.resume)}")
+    config = load_config(args.config_class, args.config, overrides_from_args(args, args.config_class))
+    print(f"model saved to {args.run(config, resume=args.resume)}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -192,18 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     from seqmeta.configs import add_config_options
-    from seqmeta.finetune import FinetuneConfig
-    from seqmeta.trainer import TrainConfig
+    from seqmeta.finetune import FinetuneConfig, finetune
+    from seqmeta.trainer import TrainConfig, train
 
-    for verb, cls, func, what in (
-        ("train", TrainConfig, cmd_train, "meta-train a model on a dataset"),
-        ("finetune", FinetuneConfig, cmd_finetune, "adapt a trained model to new tasks from a few trajectories"),
+    for verb, cls, run, what in (
+        ("train", TrainConfig, train, "meta-train a model on a dataset"),
+        ("finetune", FinetuneConfig, finetune, "adapt a trained model to new tasks from a few trajectories"),
     ):
         p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
         p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags given here override it")
         add_config_options(p, cls)
         p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
-        p.set_defaults(func=func)
+        p.set_defaults(func=cmd_run, config_class=cls, run=run)
 
     from seqmeta.evaluation import EvalProtocol
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from tqdm.auto import tqdm
 
 from seqmeta.configs import option
-from seqmeta.errors import ConfigError, TaskSelectionError
+from seqmeta.data.episodes import Episodes
+from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json
 from seqmeta.tasks import TaskFamily
 
@@ -77,20 +79,22 @@ def rollout(
     family: TaskFamily,
     params: Sequence[dict],
     prompts: dict[str, np.ndarray] | None,
-    target_returns: np.ndarray,
+    target_returns: np.ndarray | Callable[[np.ndarray], np.ndarray],
     seed: int = 0,
     progress: bool = False,
     record: bool = False,
 ) -> dict[str, Any]:
     """One episode in each of N envs (env i made from ``params[i]``), all stepped together.
 
-    Returns ``returns`` (N,) and, with ``record``, each env's steps (observation, action, reward,
-    length) for prompting from them later.
+    ``target_returns`` is (N,), or a function of the first observations that returns them. Returns
+    ``returns`` (N,), the ``targets`` used and, with ``record``, each env's steps (observation, action,
+    reward, length) for prompting from them later.
     """
     n = len(params)
     envs = SyncVectorEnv([lambda p=p: family.make_env(p) for p in params], autoreset_mode=AutoresetMode.NEXT_STEP)
-    agent = model.agent(n, prompts=prompts, target_returns=np.asarray(target_returns, np.float32))
     obs, _ = envs.reset(seed=seed)
+    targets = np.asarray(target_returns(obs) if callable(target_returns) else target_returns, np.float64)
+    agent = model.agent(n, prompts=prompts, target_returns=targets.astype(np.float32))
     returns, alive, reward, lengths = np.zeros(n), np.ones(n, bool), None, np.zeros(n, np.int64)
     trace: dict[str, list] = {"observation": [], "action": [], "reward": []}
     for _ in tqdm(range(family.horizon), desc="rollout", unit="step", disable=not progress, leave=False):
@@ -107,40 +111,45 @@ def rollout(
         if not alive.any():
             break
     envs.close()
-    out: dict[str, Any] = {"returns": returns, "lengths": lengths}
+    out: dict[str, Any] = {"returns": returns, "lengths": lengths, "targets": targets}
     if record:
         out |= {k: np.stack(v, axis=1).astype(np.float32) for k, v in trace.items()}  # (N, T, ...)
     return out
 
 
 class _EpisodePool:
-    """Episodes as prompt material, in the layout ``PromptSampler`` reads (``column`` and ``episodes``)."""
+    """``Episodes`` in the layout ``PromptSampler`` reads (``column`` and ``episodes``): prompt material."""
 
-    def __init__(self, observation, action, reward, lengths, task_index):
-        self._columns = {"observation": observation, "action": action, "reward": reward}
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        prefix = np.concatenate([[0.0], np.cumsum(reward, dtype=np.float64)])
-        ends = np.repeat(starts + lengths, lengths)
-        self._columns["return_to_go"] = (prefix[ends] - prefix[:-1]).astype(np.float32)
+    def __init__(self, episodes: Episodes):
+        self._columns = {
+            "observation": episodes.observations,
+            "action": episodes.actions,
+            "reward": episodes.rewards,
+            "return_to_go": episodes.returns_to_go(),
+        }
         self.episodes = {
-            "start": starts,
-            "length": np.asarray(lengths, np.int64),
-            "task_index": np.asarray(task_index, np.int64),
-            "return": np.add.reduceat(reward.astype(np.float64), starts),
+            "start": episodes.starts,
+            "length": episodes.lengths,
+            "task_index": episodes.task_index,
+            "return": episodes.episode_returns,
         }
 
     @classmethod
     def from_rollouts(cls, rollouts: list[dict[str, Any]], task_index: np.ndarray) -> _EpisodePool:
         """Episode e of env i in rollouts[e] -> one pool episode, tagged with slot i as its 'task'."""
-        parts = {k: [] for k in ("observation", "action", "reward")}
-        lengths, tasks = [], []
-        for r in rollouts:
-            for i, length in enumerate(r["lengths"]):
-                for k in parts:
-                    parts[k].append(r[k][i, :length])
-                lengths.append(length)
-                tasks.append(task_index[i])
-        return cls(*(np.concatenate(parts[k]) for k in parts), np.asarray(lengths), np.asarray(tasks))
+        steps = [
+            {
+                "observations": r["observation"][i, :n],
+                "actions": r["action"][i, :n],
+                "rewards": r["reward"][i, :n],
+                "terminated": np.zeros(n, bool),
+                "truncated": np.zeros(n, bool),
+                "task_index": task_index[i],
+            }
+            for r in rollouts
+            for i, n in enumerate(r["lengths"])
+        ]
+        return cls(Episodes.from_list(steps, quality="own"))
 
     def column(self, name: str) -> np.ndarray:
         return self._columns[name]
@@ -158,11 +167,7 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
         raise ConfigError(f"the protocol names family {protocol.family}; {data.path} holds {meta['family']} data")
     if cfg.family and cfg.family != meta["family"]:
         raise ConfigError(f"the model was trained on {cfg.family}; {data.path} holds {meta['family']} data")
-    if (cfg.state_dim, cfg.act_dim) != (meta["observation_dim"], meta["action_dim"]):
-        raise ConfigError(
-            f"the model takes observations/actions of width {cfg.state_dim}/{cfg.act_dim}; the {meta['family']} "
-            f"family has {meta['observation_dim']}/{meta['action_dim']}: evaluate a model of that family"
-        )
+    cfg.check_fits(data)
     settings = protocol.settings()
     if not cfg.use_prompt and settings != [0]:
         raise ConfigError("this model takes no prompt (config.use_prompt=False): use --prompt-trajectories 0")
@@ -183,17 +188,6 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
             f"ood or own"
         )
     return settings
-
-
-def _demo_rows(data, quality: str, task: int, n: int) -> list[int]:
-    ep = data.episodes
-    rows = np.flatnonzero((ep["task_index"] == task) & (ep["quality"] == quality))[:n].tolist()
-    if len(rows) < n:
-        raise TaskSelectionError(
-            f"task {task} has {len(rows)} {quality} episodes in {data.path}; the protocol asks for {n} prompt "
-            f"trajectories: collect more (`seqmeta collect --episodes-per-task {n}`) or ask for fewer"
-        )
-    return rows
 
 
 def _targets(model, data, protocol, tasks, prompts, first_obs, pool_best) -> np.ndarray:
@@ -247,13 +241,6 @@ def _empty_prompt(model, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def _first_observations(family, params, seed) -> np.ndarray:
-    envs = SyncVectorEnv([lambda p=p: family.make_env(p) for p in params])
-    obs, _ = envs.reset(seed=seed)
-    envs.close()
-    return obs
-
-
 def _prompts_from(model, pool, prompt_task: np.ndarray, seed: int, episodes=None) -> dict[str, np.ndarray]:
     """The model's prompt shape (J segments of K* steps) cut from ``pool``'s episodes of each prompt task."""
     from seqmeta.data.samplers import PromptSampler, flatten_prompt
@@ -264,7 +251,7 @@ def _prompts_from(model, pool, prompt_task: np.ndarray, seed: int, episodes=None
     return {k: prompt[k] for k in ("observation", "action", "reward", "return_to_go", "timestep", "attention_mask")}
 
 
-def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, np.ndarray]:
+def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Every (setting x task x episode) of an offline prompt source as one batch."""
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
     rng = np.random.default_rng(protocol.seed)
@@ -284,22 +271,21 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
             prompt_task = np.array([rng.choice(others[t]) for t in slot_task[here]])
         else:
             prompt_task = slot_task[here]
-        rows = {int(t): _demo_rows(data, source, int(t), k) for t in np.unique(prompt_task)}
+        rows = {int(t): data.first_episodes(int(t), k, source) for t in np.unique(prompt_task)}
         all_rows = [r for rs in rows.values() for r in rs]
         drawn = _prompts_from(model, data, prompt_task, protocol.seed + k, episodes=all_rows)
         for key in prompts:
             prompts[key][here] = drawn[key]
         best[here] = [data.episodes["return"][rows[int(t)]].max() for t in prompt_task]
     slot_params = [params[t] for t in slot_task]
-    first = _first_observations(family, slot_params, protocol.seed) if protocol.target_return == "model" else None
-    targets = _targets(model, data, protocol, slot_task, prompts, first, best)
+    targets = partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)  # of the first obs
     out = rollout(model, family, slot_params, prompts, targets, seed=protocol.seed, progress=progress)
     shape = (len(settings), len(tasks), protocol.episodes)
-    returns, targets = out["returns"].reshape(shape), np.asarray(targets, np.float64).reshape(shape)
+    returns, targets = out["returns"].reshape(shape), out["targets"].reshape(shape)
     return {k: (returns[i], targets[i]) for i, k in enumerate(settings)}
 
 
-def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, np.ndarray]:
+def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Rounds: round r is prompted with the agent's own episodes of rounds < r in the same task."""
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
     slot_task = np.repeat(tasks, protocol.episodes)
@@ -314,14 +300,13 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, np
             pool = _EpisodePool.from_rollouts(history, slot)
             prompts = _prompts_from(model, pool, slot, protocol.seed + r)
             best = np.max([h["returns"] for h in history], axis=0)
+        targets = partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)
         seed = protocol.seed + 7919 * r
-        first = _first_observations(family, slot_params, seed) if protocol.target_return == "model" else None
-        targets = _targets(model, data, protocol, slot_task, prompts, first, best)
         out = rollout(model, family, slot_params, prompts, targets, seed=seed, progress=progress, record=True)
         history.append(out)
         if r in settings:
             shape = (len(tasks), protocol.episodes)
-            results[r] = (out["returns"].reshape(shape), np.asarray(targets, np.float64).reshape(shape))
+            results[r] = (out["returns"].reshape(shape), out["targets"].reshape(shape))
     return results
 
 
@@ -426,16 +411,11 @@ def evaluate_with_demos(
     Each episode's prompt is J random K*-step segments of the task's demos (the model's prompt shape);
     its target return is the best demo return of the task.
     """
-    from seqmeta.data.samplers import PromptSampler, flatten_prompt
-
-    cfg, family = model.config, data.family
+    family = data.family
     task_params = family.task_set(data.meta["task_set"]).params
     tasks = np.repeat(np.asarray(sorted(demos)), episodes)
     rows = [r for t in sorted(demos) for r in demos[t]]
-    prompts = None
-    if cfg.use_prompt:
-        sampler = PromptSampler(data, cfg.num_prompt_segments, cfg.prompt_length, seed=seed, episodes=rows)
-        prompts = flatten_prompt(sampler.sample(tasks))
+    prompts = _prompts_from(model, data, tasks, seed, episodes=rows) if model.config.use_prompt else None
     best = {t: float(data.episodes["return"][list(demos[t])].max()) for t in demos}
     returns = rollout(model, family, [task_params[t] for t in tasks], prompts, [best[t] for t in tasks], seed=seed)
     return {int(t): returns["returns"][tasks == t] for t in sorted(demos)}

@@ -26,11 +26,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from seqmeta.configs import option
-from seqmeta.errors import ConfigError, TaskSelectionError
+from seqmeta.errors import ConfigError
 from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
 METHODS = ("full", "lora", "awr")
@@ -63,29 +62,9 @@ def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]
     """The first ``trajectories`` episodes (rows of ``data.episodes``) of each chosen task."""
     if trajectories < 1:
         raise ConfigError(f"trajectories must be >= 1, got {trajectories}")
-    task_of = data.episodes["task_index"]
-    present = sorted(set(task_of.tolist()))
+    present = sorted(set(data.episodes["task_index"].tolist()))
     chosen = present if tasks == "all" else data.family.task_set(data.meta["task_set"]).select(tasks)
-    episodes = {}
-    for task in chosen:
-        rows = np.flatnonzero(task_of == task)[:trajectories].tolist()
-        if len(rows) < trajectories:
-            raise TaskSelectionError(
-                f"task {task} has {len(rows)} episodes in {data.path}; asked for {trajectories}: lower "
-                f"--trajectories or collect more (tasks present: {present})"
-            )
-        episodes[int(task)] = rows
-    return episodes
-
-
-def _check_compatible(model, data) -> None:
-    cfg, meta = model.config, data.meta
-    if (cfg.state_dim, cfg.act_dim) != (meta["observation_dim"], meta["action_dim"]):
-        raise ConfigError(
-            f"the model takes observations of width {cfg.state_dim} and actions of width {cfg.act_dim}; "
-            f"{data.path} has {meta['observation_dim']} and {meta['action_dim']} ({meta['family']}); "
-            f"fine-tune a model trained on that family"
-        )
+    return {int(task): data.first_episodes(task, trajectories) for task in chosen}
 
 
 def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
@@ -100,7 +79,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     data = load_trajectories(config.data)
     episodes = choose_episodes(data, config.tasks, config.trajectories)
     pretrained = PromptDTModel.from_pretrained(config.model)
-    _check_compatible(pretrained, data)
+    pretrained.config.check_fits(data)
     mcfg = pretrained.config
     reference = copy.deepcopy(pretrained).eval().requires_grad_(False) if config.method == "awr" else None
 

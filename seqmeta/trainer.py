@@ -339,10 +339,15 @@ def fit(
     eval_every = getattr(config, "eval_every", 0)
     validation = validation_batches() if validation_batches and eval_every > 0 else None
 
+    rollout_every = getattr(config, "rollout_every", 0)
+
+    def due(every: int) -> bool:
+        return bool(every) and (counter.step % every == 0 or counter.step == config.max_steps)
+
     samples_per_step = config.batch_size * config.gradient_accumulation_steps * accelerator.num_processes
     model.train()
     bar = tqdm(total=config.max_steps, initial=counter.step, desc="train", disable=not accelerator.is_main_process)
-    sums: dict[str, float] = {}
+    sums: dict[str, torch.Tensor] = {}  # summed on the device; read (one sync) when logged
     window_start, window_steps = time.perf_counter(), 0
     while counter.step < config.max_steps:
         with accelerator.accumulate(model):
@@ -357,28 +362,28 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         for name in ("loss", "action_loss", "reward_loss", "value_loss"):
-            sums[name] = sums.get(name, 0.0) + output[name].item()
+            sums[name] = sums.get(name, 0.0) + output[name].detach()
         if not accelerator.sync_gradients:
             continue
         counter.step += 1
         window_steps += 1
         bar.update(1)
-        if counter.step % config.log_every == 0 or counter.step == config.max_steps:
+        if due(config.log_every):
             rate = window_steps * samples_per_step / (time.perf_counter() - window_start)
             micro = window_steps * config.gradient_accumulation_steps
-            logs = {k: v / micro for k, v in sums.items()} | {"lr": scheduler.get_last_lr()[0], "samples_per_s": rate}
+            logs = {k: v.item() / micro for k, v in sums.items()}
+            logs |= {"lr": scheduler.get_last_lr()[0], "samples_per_s": rate}
             accelerator.log(logs, step=counter.step)
             bar.set_postfix(loss=f"{logs['loss']:.4f}", samples_s=f"{rate:,.0f}")
             sums, window_start, window_steps = {}, time.perf_counter(), 0
-        if validation and (counter.step % eval_every == 0 or counter.step == config.max_steps):
+        if validation and due(eval_every):
             accelerator.log(validate(model, validation, accelerator.device), step=counter.step)
-        rollout_every = getattr(config, "rollout_every", 0)
-        if rollouts and rollout_every and (counter.step % rollout_every == 0 or counter.step == config.max_steps):
+        if rollouts and due(rollout_every):
             if accelerator.is_main_process:  # rollouts run on one process; the others wait
                 accelerator.log(rollouts(accelerator.unwrap_model(model)), step=counter.step)
                 model.train()
             accelerator.wait_for_everyone()
-        if counter.step % config.checkpoint_every == 0 or counter.step == config.max_steps:
+        if due(config.checkpoint_every):
             location = accelerator.save_state()
             if accelerator.is_main_process:
                 save_config(config, Path(location) / config_name)  # written last: marks the save complete

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from seqmeta import __version__
 from seqmeta.data.episodes import Episodes
-from seqmeta.errors import DatasetFormatError, DatasetNotFoundError
+from seqmeta.errors import DatasetFormatError, DatasetNotFoundError, TaskSelectionError
 from seqmeta.io import atomic_directory, atomic_write_json
 from seqmeta.tasks import TaskFamily, get_family
 
@@ -256,6 +256,21 @@ class TrajectoryDataset:
             "return": np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0),
             "quality": np.asarray(self.hf.data.table.column("quality").take(starts).to_pylist(), dtype=object),
         }
+
+    def first_episodes(self, task: int, n: int, quality: str | None = None) -> list[int]:
+        """Rows of ``episodes``: the first ``n`` episodes of ``task`` (of one quality level, if given)."""
+        ep = self.episodes
+        match = ep["task_index"] == task
+        if quality is not None:
+            match &= ep["quality"] == quality
+        rows = np.flatnonzero(match)[:n].tolist()
+        if len(rows) < n:
+            what = f"{quality} episodes" if quality else "episodes"
+            raise TaskSelectionError(
+                f"task {task} has {len(rows)} {what} in {self.path}; asked for {n}: ask for fewer or collect more "
+                f"(`seqmeta collect --tasks {task} --episodes-per-task {n}`)"
+            )
+        return rows
 
     def _check_episodes(self) -> None:
         episode_index = self.column("episode_index")

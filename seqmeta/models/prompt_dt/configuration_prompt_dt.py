@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from transformers import GPT2Config, PreTrainedConfig
 
+from seqmeta.errors import ConfigError
+
 
 class PromptDTConfig(PreTrainedConfig):
     r"""
@@ -79,6 +81,16 @@ class PromptDTConfig(PreTrainedConfig):
         )
         values.update(kwargs)
         return cls(**values)
+
+    def check_fits(self, dataset) -> None:
+        """Refuse a dataset whose observation or action width is not the model's."""
+        meta = dataset.meta
+        if (self.state_dim, self.act_dim) != (meta["observation_dim"], meta["action_dim"]):
+            raise ConfigError(
+                f"the model takes observations of width {self.state_dim} and actions of width {self.act_dim}; "
+                f"{dataset.path} has {meta['observation_dim']} and {meta['action_dim']} ({meta['family']}): "
+                f"use a model trained on that family"
+            )
 
     def check_shapes(self) -> None:
         for name, width in (

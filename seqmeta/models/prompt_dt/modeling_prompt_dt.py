@@ -216,6 +216,8 @@ class PromptDTModel(PromptDTPreTrainedModel):
             prev_action = previous_step(action, attention_mask.bool())
         if prev_reward is None:
             prev_reward = previous_step(reward, attention_mask.bool())
+        if hide_return is None:
+            hide_return = torch.zeros(batch, dtype=torch.bool, device=observation.device)
         tokens = self.embed_steps(observation, prev_action, prev_reward, return_to_go, timestep, hide_return)
         key_mask = attention_mask.bool().repeat_interleave(TOKENS_PER_STEP, dim=1)
         num_prompt_tokens = 0
@@ -252,9 +254,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             reward_err = ((reward_preds[:, :-1] - reward[:, :-1]) / cfg.reward_scale).pow(2)
             out.reward_loss = reward_err[reward_valid].mean() if reward_valid.any() else reward_err.sum() * 0
             # The value head learns only where the return is not an input (else it would copy it).
-            blind = torch.ones(batch, dtype=torch.bool, device=valid.device)
-            if cfg.use_return:
-                blind = hide_return.bool() if hide_return is not None else ~blind
+            blind = hide_return.bool() | (not cfg.use_return)
             value_valid = valid & blind[:, None]
             value_err = ((value_preds - return_to_go) / cfg.return_scale).pow(2)
             out.value_loss = value_err[value_valid].mean() if value_valid.any() else value_err.sum() * 0
