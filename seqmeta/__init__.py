@@ -20,6 +20,8 @@ _LAZY = {
     "train": "seqmeta.trainer",
     "FinetuneConfig": "seqmeta.finetune",
     "finetune": "seqmeta.finetune",
+    "SelfSuperviseConfig": "seqmeta.selfsupervise",
+    "self_supervise": "seqmeta.selfsupervise",
     "EvalProtocol": "seqmeta.evaluation",
     "evaluate": "seqmeta.evaluation",
 }
@@ -36,6 +38,7 @@ __all__ = [
     "FinetuneConfig",
     "PromptDTConfig",
     "PromptDTModel",
+    "SelfSuperviseConfig",
     "TaskFamily",
     "TaskSet",
     "TrainConfig",
@@ -47,5 +50,6 @@ __all__ = [
     "get_family",
     "list_families",
     "load_trajectories",
+    "self_supervise",
     "train",
 ]

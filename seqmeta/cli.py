@@ -7,7 +7,10 @@ seqmeta import-minari ...             Minari datasets into a dataset
 seqmeta info DIR                      summarize a dataset
 seqmeta train --config RECIPE ...     meta-train (also: accelerate launch -m seqmeta train ...)
 seqmeta finetune --model DIR ...      adapt a trained model to new tasks (full, lora, awr)
+seqmeta self-supervise --model DIR ...  explore training tasks reward-free, label, meta-train on it
 seqmeta eval --model DIR ...          evaluate in-context adaptation on held-out tasks
+seqmeta push --model DIR --repo-id ID  publish a model (with its card) or --dataset DIR to the Hub
+seqmeta pull --dataset ID --out DIR   download a published dataset
 seqmeta demo                          the main job on its embedded default
 """
 
@@ -94,7 +97,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    """train / finetune: a recipe (``--config``) with flags over it, handed to the run function."""
+    """train / finetune / self-supervise: a recipe (``--config``) with flags over it, handed to the run function."""
     from seqmeta.configs import load_config, overrides_from_args
 
     config = load_config(args.config_class, args.config, overrides_from_args(args, args.config_class))
@@ -118,6 +121,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
     results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")
+
+
+def cmd_push(args: argparse.Namespace) -> None:
+    from seqmeta.hub import push_dataset, push_model
+
+    common = dict(private=args.private, revision=args.revision, commit_message=args.commit_message)
+    if args.model:
+        url = push_model(args.model, args.repo_id, dataset_repo=args.dataset_repo, **common)
+    else:
+        url = push_dataset(args.dataset, args.repo_id, **common)
+    print(f"pushed: {url}")
+
+
+def cmd_pull(args: argparse.Namespace) -> None:
+    from seqmeta.hub import pull_dataset
+
+    qualities = [q.strip() for q in args.quality.split(",")] if args.quality else None
+    print(f"dataset saved to {pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -185,11 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from seqmeta.configs import add_config_options
     from seqmeta.finetune import FinetuneConfig, finetune
+    from seqmeta.selfsupervise import SelfSuperviseConfig, self_supervise
     from seqmeta.trainer import TrainConfig, train
 
     for verb, cls, run, what in (
         ("train", TrainConfig, train, "meta-train a model on a dataset"),
         ("finetune", FinetuneConfig, finetune, "adapt a trained model to new tasks from a few trajectories"),
+        (
+            "self-supervise",
+            SelfSuperviseConfig,
+            self_supervise,
+            "explore the training tasks without rewards, label with the reward head, meta-train on it",
+        ),
     ):
         p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
         p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags given here override it")
@@ -212,6 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_options(p, EvalProtocol)
     p.set_defaults(func=cmd_eval)
+
+    p = verbs.add_parser("push", help="publish a model (config, weights, results, plots, card) or a dataset to the Hub")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="a model folder (`seqmeta train` model/, with eval_results.json and plots)")
+    what.add_argument("--dataset", help="a dataset folder (`seqmeta collect` output)")
+    p.add_argument("--repo-id", required=True, help="the Hub repository, e.g. you/cheetah-vel-prompt-dt")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.add_argument("--revision", default=None, help="branch to push to (created if missing; default main)")
+    p.add_argument("--commit-message", default=None)
+    p.add_argument("--dataset-repo", default=None, help="the Hub dataset the model was trained on (named in the card)")
+    p.set_defaults(func=cmd_push)
+
+    p = verbs.add_parser("pull", help="download a published dataset into a local dataset folder")
+    p.add_argument("--dataset", required=True, help="the Hub dataset repository")
+    p.add_argument("--out", required=True, help="the local dataset folder to create")
+    p.add_argument("--quality", default=None, help="quality levels (configs) to take, comma-separated (default: all)")
+    p.add_argument("--revision", default=None)
+    p.set_defaults(func=cmd_pull)
 
     p = verbs.add_parser("demo", help="the main job: collect, meta-train, evaluate in-context adaptation")
     p.add_argument("--output-dir", default="outputs/demo", help="data/, models/ (with results and plots) go here")

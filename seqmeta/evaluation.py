@@ -83,12 +83,15 @@ def rollout(
     seed: int = 0,
     progress: bool = False,
     record: bool = False,
+    reward_labeler=None,
 ) -> dict[str, Any]:
     """One episode in each of N envs (env i made from ``params[i]``), all stepped together.
 
     ``target_returns`` is (N,), or a function of the first observations that returns them. Returns
-    ``returns`` (N,), the ``targets`` used and, with ``record``, each env's steps (observation, action,
-    reward, length) for prompting from them later.
+    ``returns`` (N,, the environment's), the ``targets`` used and, with ``record``, each env's steps
+    (observation, action, reward, length) for prompting from them later. With a ``reward_labeler``
+    (``seqmeta.selfsupervise.RewardLabeler``) the agent receives, and ``reward`` records, its labels
+    instead of the environment's rewards (then recorded as ``true_reward``).
     """
     n = len(params)
     envs = SyncVectorEnv([lambda p=p: family.make_env(p) for p in params], autoreset_mode=AutoresetMode.NEXT_STEP)
@@ -96,16 +99,19 @@ def rollout(
     targets = np.asarray(target_returns(obs) if callable(target_returns) else target_returns, np.float64)
     agent = model.agent(n, prompts=prompts, target_returns=targets.astype(np.float32))
     returns, alive, reward, lengths = np.zeros(n), np.ones(n, bool), None, np.zeros(n, np.int64)
-    trace: dict[str, list] = {"observation": [], "action": [], "reward": []}
+    trace: dict[str, list] = {"observation": [], "action": [], "reward": [], "true_reward": []}
     for _ in tqdm(range(family.horizon), desc="rollout", unit="step", disable=not progress, leave=False):
         action = agent.act(obs, reward)
         if record:
             trace["observation"].append(obs)
             trace["action"].append(action)
-        obs, reward, terminated, truncated, _ = envs.step(action)
+        previous = obs
+        obs, true_reward, terminated, truncated, _ = envs.step(action)
+        reward = true_reward if reward_labeler is None else reward_labeler.label(previous, action)
         if record:
             trace["reward"].append(reward * alive)
-        returns += reward * alive
+            trace["true_reward"].append(true_reward * alive)
+        returns += true_reward * alive
         lengths += alive
         alive &= ~(terminated | truncated)
         if not alive.any():

@@ -76,6 +76,7 @@ class TrainConfig(LoopConfig):
     num_prompt_segments: int = option(1, "J: prompt segments per sample")
     prompt_length: int = option(5, "K*: steps per prompt segment")
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
+    prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
     use_return: bool = option(True, "condition on the return-to-go")
     return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (trains the value head)")
     hidden_size: int = option(128, "transformer width")
@@ -103,8 +104,9 @@ class EpisodeBatches:
 
     ``sample()`` returns the model's keyword arguments as numpy arrays (the prompt as a nested dict),
     with ``hide_return`` set on a ``return_dropout`` fraction of samples. ``tasks`` and ``episodes``
-    restrict which episodes segments and prompts come from; with ``same_episode_prompts`` a prompt
-    may come from the sample's own episode (fine-tuning on a single trajectory).
+    restrict which episodes segments and prompts come from (``prompt_episodes`` further restricts the
+    prompts, e.g. to expert demonstrations); with ``same_episode_prompts`` a prompt may come from the
+    sample's own episode (fine-tuning on a single trajectory).
     """
 
     def __init__(
@@ -119,12 +121,15 @@ class EpisodeBatches:
         return_dropout: float = 0.0,
         tasks=None,
         episodes=None,
+        prompt_episodes=None,
         same_episode_prompts: bool = False,
         seed: int = 0,
     ):
         from seqmeta.data.samplers import PromptSampler, WindowSampler
 
         self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=episodes)
+        if prompt_episodes is not None:
+            episodes = prompt_episodes if episodes is None else np.intersect1d(prompt_episodes, episodes)
         self.prompts = PromptSampler(data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes)
         self.use_prompt, self.return_dropout = use_prompt, return_dropout
         self.same_episode_prompts = same_episode_prompts
@@ -428,6 +433,17 @@ def save_model(accelerator, model, config, folder: Path, config_name: str, extra
 # ---- meta-training ------------------------------------------------------------------------------
 
 
+def _quality_rows(data, quality: str):
+    """Rows of ``data.episodes`` of one quality level (None: every episode)."""
+    if not quality:
+        return None
+    if quality not in data.meta["qualities"]:
+        raise ConfigError(
+            f"prompt_quality {quality!r} is not a quality level of {data.path} ({', '.join(data.meta['qualities'])})"
+        )
+    return np.flatnonzero(data.episodes["quality"] == quality)
+
+
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Meta-train (or, with ``resume``, continue) and return the folder of the saved model."""
     from seqmeta.data.dataset import load_trajectories
@@ -447,6 +463,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         num_prompt_segments=config.num_prompt_segments,
         prompt_length=config.prompt_length,
         use_prompt=config.use_prompt,
+        prompt_episodes=_quality_rows(data, config.prompt_quality),
     )
 
     def validation_batches():

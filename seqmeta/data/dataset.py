@@ -51,6 +51,11 @@ COLUMNS = (
 )
 
 
+_EXTRA_COLUMN_MEANINGS = {
+    "reward_predicted": "true where `reward` is a prediction (the model's reward head), not the environment's",
+}
+
+
 def features(obs_dim: int, act_dim: int) -> datasets.Features:
     vector = lambda n: datasets.List(datasets.Value("float32"), length=n)  # noqa: E731
     return datasets.Features(
@@ -69,8 +74,9 @@ def features(obs_dim: int, act_dim: int) -> datasets.Features:
     )
 
 
-def to_hf_dataset(episodes: Episodes) -> datasets.Dataset:
-    """Columns straight from numpy into Arrow (no per-row Python)."""
+def to_hf_dataset(episodes: Episodes, extra_columns: dict[str, np.ndarray] | None = None) -> datasets.Dataset:
+    """Columns straight from numpy into Arrow (no per-row Python); ``extra_columns`` are per-step
+    bool or float columns added after the standard ones (e.g. ``reward_predicted``)."""
     n_steps, obs_dim = episodes.observations.shape
     act_dim = episodes.actions.shape[1]
     episode_index = np.repeat(np.arange(episodes.num_episodes), episodes.lengths)
@@ -90,8 +96,16 @@ def to_hf_dataset(episodes: Episodes) -> datasets.Dataset:
             "quality": pa.array(quality, pa.string()),
         }
     )
+    wanted = features(obs_dim, act_dim)
+    for name, values in (extra_columns or {}).items():
+        values = np.asarray(values)
+        if values.shape != (n_steps,):
+            raise ValueError(f"extra column {name!r} has shape {values.shape}; it needs one value per step ({n_steps})")
+        dtype = "bool" if values.dtype == bool else "float32"
+        table = table.append_column(name, pa.array(values.astype(dtype)))
+        wanted[name] = datasets.Value(dtype)
     ds = datasets.Dataset(datasets.table.InMemoryTable(table))
-    return ds.cast(features(obs_dim, act_dim)) if ds.features != features(obs_dim, act_dim) else ds
+    return ds.cast(wanted) if ds.features != wanted else ds
 
 
 def normalization_stats(episodes: Episodes) -> dict[str, Any]:
@@ -120,14 +134,16 @@ def write_dataset(
     behavior: dict[str, str] | None = None,
     command: str = "",
     overwrite: bool = False,
+    extra_columns: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Validate ``episodes`` and write them as a seqmeta dataset folder, atomically.
 
-    ``behavior`` maps each quality to a description of the policy that produced it.
+    ``behavior`` maps each quality to a description of the policy that produced it;
+    ``extra_columns`` adds per-step columns (see ``to_hf_dataset``).
     """
     task_set_obj = family.task_set(task_set)
     episodes.validate(family, len(task_set_obj))
-    ds = to_hf_dataset(episodes)
+    ds = to_hf_dataset(episodes, extra_columns)
     counts = np.bincount(episodes.task_index, minlength=len(task_set_obj))
     returns = episodes.episode_returns
     qualities = {}
@@ -155,6 +171,10 @@ def write_dataset(
             for i, p in enumerate(task_set_obj.params)
         ],
         "qualities": qualities,
+        "extra_columns": {
+            name: {"type": str(ds.features[name].dtype), "meaning": _EXTRA_COLUMN_MEANINGS.get(name, "")}
+            for name in extra_columns or {}
+        },
         "stats": normalization_stats(episodes),
         "collection": {"command": command, "seqmeta_version": __version__},
     }

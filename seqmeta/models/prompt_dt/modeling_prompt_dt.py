@@ -276,6 +276,38 @@ class PromptDTModel(PromptDTPreTrainedModel):
                 f"{what}action has shape {tuple(action.shape)}; expected {(*observation.shape[:2], cfg.act_dim)}"
             )
 
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        folder: str | None = None,
+        private: bool = False,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        dataset_repo: str | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Publish this model with seqmeta's model card, in one commit; returns the commit URL.
+
+        The weights and config are this model's; the run config, ``eval_results.json`` and plots come
+        from ``folder`` (default: the local folder it was loaded from, if any). See ``seqmeta.hub``.
+        """
+        from pathlib import Path
+
+        from seqmeta.hub import push_model
+
+        source = folder or (self.name_or_path if self.name_or_path and Path(self.name_or_path).is_dir() else None)
+        return push_model(
+            source,
+            repo_id,
+            private=private,
+            revision=revision,
+            commit_message=commit_message,
+            dataset_repo=dataset_repo,
+            token=token,
+            model=self,
+        )
+
     def agent(self, num_envs: int, prompts=None, target_returns=0.0, use_cache: bool = True):
         """A batched, streaming policy over ``num_envs`` envs (see ``seqmeta.agent.Agent``)."""
         from seqmeta.agent import Agent

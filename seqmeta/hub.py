@@ -1,0 +1,387 @@
+"""The Hugging Face Hub: publish models with a card made from their measured results; datasets by config.
+
+    seqmeta push --model outputs/train/model --repo-id you/cheetah-vel-prompt-dt
+    seqmeta push --dataset data/cheetah-vel-expert --repo-id you/cheetah-vel-expert
+    seqmeta pull --dataset you/cheetah-vel-expert --out data/cheetah-vel-expert
+
+    model = seqmeta.PromptDTModel.from_pretrained("you/cheetah-vel-prompt-dt", revision="main")
+
+A model push is one commit of a staging copy: ``config.json``, ``model.safetensors``, the resolved
+run config(s), ``eval_results.json`` files, plots, and a ``README.md`` rendered from
+``templates/model_card.md.j2`` through ``huggingface_hub.ModelCard``; the card's metadata (model-index
+included) is checked before anything is uploaded. A dataset push is one commit too: one Parquet
+config per quality level (``load_dataset(repo, "expert")``), ``seqmeta.json`` and the dataset card.
+The local folders are only read: a failed push leaves them as they were, and pushing again is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqmeta.errors import SeqmetaError
+
+MODEL_FILE_PATTERNS = ("config.json", "model.safetensors", "*_config.yaml", "finetune_data.json", "*.png", "*.mp4")
+RESULTS_FILE = "eval_results.json"
+PLOT_TITLES = {
+    "adaptation_curve.png": "Score vs. number of prompt trajectories, held-out tasks",
+    "per_task.png": "Return per held-out task",
+    "training_curve.png": "Training and held-out losses",
+}
+CITATIONS = (
+    """@inproceedings{chen2021decision,
+  title={Decision Transformer: Reinforcement Learning via Sequence Modeling},
+  author={Chen, Lili and Lu, Kevin and Rajeswaran, Aravind and Lee, Kimin and Grover, Aditya and Laskin, Michael and Abbeel, Pieter and Srinivas, Aravind and Mordatch, Igor},
+  booktitle={Advances in Neural Information Processing Systems},
+  year={2021}
+}""",
+    """@inproceedings{xu2022prompting,
+  title={Prompting Decision Transformer for Few-Shot Policy Generalization},
+  author={Xu, Mengdi and Shen, Yikang and Zhang, Shun and Lu, Yuchen and Zhao, Ding and Tenenbaum, Joshua and Gan, Chuang},
+  booktitle={International Conference on Machine Learning},
+  year={2022}
+}""",
+)
+CONFIG_FILES = ("train_config.yaml", "finetune_config.yaml", "self_supervise_config.yaml")
+
+
+class HubError(SeqmetaError, RuntimeError):
+    """A push or pull that the Hub (or the network) did not complete; local files are unchanged."""
+
+
+class CardError(SeqmetaError, ValueError):
+    """A model card whose metadata would not validate on the Hub; it is refused before any upload."""
+
+
+# ---- model cards --------------------------------------------------------------------------------
+
+
+def _results_entry(path: Path, name: str) -> dict[str, Any]:
+    from seqmeta.evaluation import load_results
+
+    r = load_results(path)
+    p = r["protocol"]
+    own = p["prompt_source"] == "own"
+    source = {
+        "own": "the agent's own earlier episodes in the task (round r is prompted with rounds < r)",
+        "ood": "expert episodes of *another* task (a misleading prompt)",
+    }.get(p["prompt_source"], f"{p['prompt_source']} episodes of the task from the offline data")
+    shape = p.get("prompt_shape", [None, None])
+    text = (
+        f"prompts from {source}; each episode's prompt is {shape[0]} segment(s) of {shape[1]} steps cut from them; "
+        f"target return rule `{p['target_return']}`; {p['episodes']} episodes per task and setting; "
+        f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(str(t['task']) for t in r['settings'][0]['per_task'])})."
+    )
+    return r | {
+        "file": name,
+        "title": f"{r['family']}, held-out tasks, {'own exploration' if own else p['prompt_source'] + ' prompts'}",
+        "protocol_text": text,
+        "setting_header": "exploration round" if own else "prompt trajectories",
+        "tasks": [t["task"] for t in r["settings"][0]["per_task"]],
+    }
+
+
+def _model_index(results: list[dict[str, Any]], family, task_set) -> list:
+    from huggingface_hub import EvalResult
+
+    entries = []
+    for r in results:
+        what = "round" if r["protocol"]["prompt_source"] == "own" else "prompt trajectories"
+        for s in r["settings"]:
+            common = dict(
+                task_type="reinforcement-learning",
+                task_name="In-context adaptation to held-out tasks",
+                dataset_type=family.env_id,
+                dataset_name=f"{family.name} ({task_set.name}), held-out tasks {', '.join(map(str, r['tasks']))}",
+                dataset_config=task_set.name,
+                dataset_split="test",
+            )
+            label = f"{r['protocol']['prompt_source']} prompts, {what} {s['prompt_trajectories']}"
+            entries.append(
+                EvalResult(
+                    **common,
+                    metric_type="mean_reward",
+                    metric_name=f"mean return, {label}",
+                    metric_value=round(s["mean_return"], 3),
+                )
+            )
+            if s["normalized"] is not None:
+                entries.append(
+                    EvalResult(
+                        **common,
+                        metric_type="normalized_score",
+                        metric_name=f"normalized score, {label}",
+                        metric_value=round(s["normalized"], 2),
+                    )
+                )
+    return entries
+
+
+def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None = None):
+    """The ``huggingface_hub.ModelCard`` for the model in ``folder`` (results from its eval_results.json files)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from seqmeta import __version__
+    from seqmeta.configs import read_yaml
+    from seqmeta.models import PromptDTConfig
+    from seqmeta.tasks import get_family
+
+    folder = Path(folder)
+    cfg = PromptDTConfig.from_pretrained(folder)
+    family = get_family(cfg.family)
+    task_set = family.task_set(cfg.task_set or None)
+    results = [_results_entry(p, p.relative_to(folder).as_posix()) for p in sorted(folder.rglob(RESULTS_FILE))]
+    plots = [
+        {"file": p.relative_to(folder).as_posix(), "title": PLOT_TITLES.get(p.name, p.stem.replace("_", " "))}
+        for p in sorted(folder.rglob("*.png"))
+    ]
+    run_config_file = next((name for name in CONFIG_FILES if (folder / name).exists()), None)
+    run_config = (folder / run_config_file).read_text() if run_config_file else ""
+    reproduce = _reproduce_commands(folder, run_config_file, read_yaml(folder / run_config_file) if run_config else {})
+    tags = ["seqmeta", "decision-transformer", "offline-meta-rl", "in-context-rl", family.name]
+    if cfg.use_prompt:
+        tags.insert(2, "prompt-dt")
+    card_data = ModelCardData(
+        library_name="seqmeta",
+        pipeline_tag="reinforcement-learning",
+        license="apache-2.0",
+        tags=tags,
+        datasets=[dataset_repo] if dataset_repo else None,
+        model_name=repo_id.split("/")[-1],
+        eval_results=_model_index(results, family, task_set) or None,
+    )
+    template = resources.files("seqmeta") / "templates" / "model_card.md.j2"
+    num_parameters = sum(int(np.prod(s)) for s in _tensor_shapes(folder / "model.safetensors"))
+    target = "float(demos.episodes['return'].max())" if cfg.use_prompt else "0.0"
+    card = ModelCard.from_template(
+        card_data,
+        template_str=template.read_text(),
+        repo_id=repo_id,
+        model_name=repo_id.split("/")[-1],
+        family=family,
+        task_set=task_set,
+        cfg=cfg,
+        num_parameters=f"{num_parameters:,}",
+        dataset_repo=dataset_repo,
+        results=results,
+        plots=plots,
+        reproduce=reproduce,
+        run_config=run_config,
+        run_config_file=run_config_file,
+        target_return=target,
+        citations=CITATIONS,
+        version=__version__,
+    )
+    check_card(card, folder)
+    return card
+
+
+def _tensor_shapes(path: Path) -> list[tuple[int, ...]]:
+    """Tensor shapes from a safetensors header (no weights are read)."""
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+    return [tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"]
+
+
+def _reproduce_commands(folder: Path, config_file: str | None, config: dict[str, Any]) -> list[str]:
+    """The commands that made the model: the data's collection command (when known) and the run."""
+    if not config_file:
+        return []
+    lines = []
+    data = Path(str(config.get("data", "")))
+    meta_file = data / "seqmeta.json"
+    if meta_file.is_file():
+        command = json.loads(meta_file.read_text()).get("collection", {}).get("command")
+        if command:
+            lines.append(command)
+    verb = {"train_config.yaml": "train", "finetune_config.yaml": "finetune"}.get(config_file, "self-supervise")
+    lines.append(f"seqmeta {verb} --config {config_file}  # this repository's file; set --data to your copy")
+    return lines
+
+
+def check_card(card, folder: Path | None = None) -> None:
+    """Refuse a card the Hub would reject (or that cites files it does not ship): raises ``CardError``."""
+    from huggingface_hub import ModelCard
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    try:
+        parsed = ModelCard(str(card))
+    except Exception as e:  # the YAML header does not parse
+        raise CardError(f"the card's metadata does not parse: {e}") from e
+    data = parsed.data.to_dict()
+    problems = []
+    if data.get("library_name") != "seqmeta":
+        problems.append("library_name must be seqmeta")
+    if data.get("pipeline_tag") != "reinforcement-learning":
+        problems.append("pipeline_tag must be reinforcement-learning")
+    if "model-index" in data:
+        try:
+            _, results = model_index_to_eval_results(data["model-index"])
+        except (KeyError, TypeError, ValueError) as e:
+            problems.append(f"model-index is malformed ({e})")
+            results = []
+        for r in results:
+            value = r.metric_value
+            if not isinstance(value, int | float) or not math.isfinite(value):
+                problems.append(f"model-index metric {r.metric_name!r} is {value!r}, not a finite number")
+    if folder is not None:
+        for line in str(card).splitlines():
+            if line.startswith("![") and "](" in line:
+                target = line.split("](", 1)[1].rstrip(")")
+                if not (Path(folder) / target).is_file():
+                    problems.append(f"the card shows {target}, which is not in {folder}")
+    if problems:
+        raise CardError("the model card would not validate: " + "; ".join(problems) + " (nothing was uploaded)")
+
+
+# ---- pushing ------------------------------------------------------------------------------------
+
+
+def _stage_model(folder: Path, stage: Path) -> None:
+    """Copy what a model repository holds (see ``MODEL_FILE_PATTERNS``) from ``folder`` to ``stage``."""
+    for pattern in MODEL_FILE_PATTERNS:
+        for path in folder.glob(pattern):
+            shutil.copy2(path, stage / path.name)
+    for path in folder.rglob(RESULTS_FILE):
+        target = stage / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        for png in path.parent.glob("*.png"):
+            shutil.copy2(png, target.parent / png.name)
+
+
+def push_model(
+    folder: str | Path | None,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    dataset_repo: str | None = None,
+    token: str | None = None,
+    model=None,
+) -> str:
+    """Publish the model folder (``save_pretrained`` output with its configs, results, plots) in one commit.
+
+    With ``model``, its in-memory weights and config are published instead of the folder's (the
+    folder, if any, still gives the run config, results and plots). Returns the commit URL.
+    """
+    folder = Path(folder) if folder else None
+    if model is None and (folder is None or not (folder / "config.json").is_file()):
+        raise HubError(f"{folder} is not a model folder (no config.json): pass a `seqmeta train` model/ folder")
+    with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
+        stage = Path(tmp)
+        if folder is not None:
+            _stage_model(folder, stage)
+        if model is not None:
+            model.save_pretrained(stage)
+        if not (stage / "model.safetensors").is_file():
+            raise HubError(f"{folder} holds no model.safetensors: only safetensors weights are published")
+        render_model_card(stage, repo_id, dataset_repo).save(stage / "README.md")
+        message = commit_message or f"Upload {repo_id} with seqmeta"
+        return _upload(stage, repo_id, "model", private, revision, message, token, source=folder or stage)
+
+
+def _upload(stage: Path, repo_id: str, repo_type: str, private, revision, message, token, source: Path) -> str:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(stage), repo_id=repo_id, repo_type=repo_type, revision=revision, commit_message=message
+        )
+    except Exception as e:  # network errors, HTTP errors: the local folder was only read
+        raise HubError(
+            f"pushing {source} to {repo_id} failed: {type(e).__name__}: {e}. {source} is unchanged; "
+            f"run the same push again (it is idempotent)"
+        ) from e
+    return str(getattr(info, "commit_url", info))
+
+
+def push_dataset(
+    path: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+) -> str:
+    """Publish a seqmeta dataset folder: one Parquet config per quality level, seqmeta.json, the card."""
+    from seqmeta.data.dataset import META_FILE, load_trajectories
+
+    data = load_trajectories(path)
+    with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
+        stage = Path(tmp)
+        qualities = list(data.meta["qualities"])
+        column = np.asarray(data.hf.data.table.column("quality").to_pylist(), dtype=object)
+        for q in qualities:
+            rows = np.flatnonzero(column == q)
+            data.hf.select(rows).to_parquet(str(stage / q / "train-00000-of-00001.parquet"))
+        shutil.copy2(Path(path) / META_FILE, stage / META_FILE)
+        (stage / "README.md").write_text(_dataset_card(Path(path) / "README.md", qualities))
+        message = commit_message or f"Upload {data.meta['family']} dataset with seqmeta"
+        return _upload(stage, repo_id, "dataset", private, revision, message, token, source=Path(path))
+
+
+def _dataset_card(local_card: Path, qualities: list[str]) -> str:
+    """The folder's card with a ``configs:`` entry per quality level added to its metadata."""
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard(local_card.read_text())
+    card.data.configs = [
+        {"config_name": q, "data_files": [{"split": "train", "path": f"{q}/*.parquet"}], "default": i == 0}
+        for i, q in enumerate(qualities)
+    ]
+    return str(card)
+
+
+def pull_dataset(
+    repo_id: str, out: str | Path, *, qualities: list[str] | None = None, revision: str | None = None
+) -> Path:
+    """Download a pushed seqmeta dataset (all quality levels, or some) into a local dataset folder."""
+    import datasets
+    from huggingface_hub import hf_hub_download
+
+    from seqmeta.data.dataset import META_FILE, TrajectoryDataset
+    from seqmeta.io import atomic_directory, atomic_write_json
+
+    try:
+        meta = json.loads(Path(hf_hub_download(repo_id, META_FILE, repo_type="dataset", revision=revision)).read_text())
+        chosen = qualities or list(meta["qualities"])
+        unknown = [q for q in chosen if q not in meta["qualities"]]
+        if unknown:
+            raise HubError(f"{repo_id} has no quality level {unknown}; it has {list(meta['qualities'])}")
+        parts = [datasets.load_dataset(repo_id, q, split="train", revision=revision) for q in chosen]
+    except HubError:
+        raise
+    except Exception as e:
+        raise HubError(f"downloading {repo_id} failed: {type(e).__name__}: {e}") from e
+    ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    ds = ds.sort("episode_index")  # qualities interleave in episode order in the original
+    if qualities:  # a subset: its counts, not the whole repository's
+        meta["qualities"] = {q: meta["qualities"][q] for q in chosen}
+        episodes = np.asarray(ds["episode_index"])
+        starts = np.flatnonzero(np.diff(episodes, prepend=-1))
+        meta["num_episodes"], meta["num_steps"] = len(starts), len(ds)
+        counts = np.bincount(np.asarray(ds["task_index"])[starts], minlength=len(meta["tasks"]))
+        for t in meta["tasks"]:
+            t["num_episodes"] = int(counts[t["task_index"]])
+    with atomic_directory(out) as tmp:
+        ds.save_to_disk(str(tmp))
+        atomic_write_json(tmp / META_FILE, meta)
+        card = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
+        shutil.copy2(card, tmp / "README.md")
+    TrajectoryDataset.load(out)  # checks what arrived
+    return Path(out)
