@@ -35,20 +35,6 @@ PLOT_TITLES = {
     "per_task.png": "Return per held-out task",
     "training_curve.png": "Training and held-out losses",
 }
-CITATIONS = (
-    """@inproceedings{chen2021decision,
-  title={Decision Transformer: Reinforcement Learning via Sequence Modeling},
-  author={Chen, Lili and Lu, Kevin and Rajeswaran, Aravind and Lee, Kimin and Grover, Aditya and Laskin, Michael and Abbeel, Pieter and Srinivas, Aravind and Mordatch, Igor},
-  booktitle={Advances in Neural Information Processing Systems},
-  year={2021}
-}""",
-    """@inproceedings{xu2022prompting,
-  title={Prompting Decision Transformer for Few-Shot Policy Generalization},
-  author={Xu, Mengdi and Shen, Yikang and Zhang, Shun and Lu, Yuchen and Zhao, Ding and Tenenbaum, Joshua and Gan, Chuang},
-  booktitle={International Conference on Machine Learning},
-  year={2022}
-}""",
-)
 CONFIG_FILES = ("train_config.yaml", "finetune_config.yaml", "self_supervise_config.yaml")
 
 
@@ -74,17 +60,18 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
         "ood": "expert episodes of *another* task (a misleading prompt)",
     }.get(p["prompt_source"], f"{p['prompt_source']} episodes of the task from the offline data")
     shape = p.get("prompt_shape", [None, None])
+    tasks = [t["task"] for t in r["settings"][0]["per_task"]]
     text = (
         f"prompts from {source}; each episode's prompt is {shape[0]} segment(s) of {shape[1]} steps cut from them; "
         f"target return rule `{p['target_return']}`; {p['episodes']} episodes per task and setting; "
-        f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(str(t['task']) for t in r['settings'][0]['per_task'])})."
+        f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(map(str, tasks))})."
     )
     return r | {
         "file": name,
         "title": f"{r['family']}, held-out tasks, {'own exploration' if own else p['prompt_source'] + ' prompts'}",
         "protocol_text": text,
         "setting_header": "exploration round" if own else "prompt trajectories",
-        "tasks": [t["task"] for t in r["settings"][0]["per_task"]],
+        "tasks": tasks,
     }
 
 
@@ -176,7 +163,6 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         run_config=run_config,
         run_config_file=run_config_file,
         target_return=target,
-        citations=CITATIONS,
         version=__version__,
     )
     check_card(card, folder)

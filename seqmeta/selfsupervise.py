@@ -205,7 +205,7 @@ def label_quality(predicted: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """How well labels match the true rewards: Pearson correlation and mean absolute error."""
     predicted, true = np.asarray(predicted, np.float64), np.asarray(true, np.float64)
     corr = float(np.corrcoef(predicted, true)[0, 1]) if predicted.std() > 0 and true.std() > 0 else float("nan")
-    return {"correlation": corr, "mean_abs_error": float(np.abs(predicted - true).mean()), "steps": int(len(true))}
+    return {"correlation": corr, "mean_abs_error": float(np.abs(predicted - true).mean()), "steps": len(true)}
 
 
 # ---- the phase ------------------------------------------------------------------------------------
