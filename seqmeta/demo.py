@@ -6,7 +6,8 @@
 2. meta-train a small Prompt-DT on the training tasks, and the same model without prompts (the
    no-prompt baseline: a multi-task decision transformer);
 3. evaluate both on the held-out tasks: the Prompt-DT with 0, 1, 2 and 4 expert prompt trajectories;
-4. write each model folder with its ``eval_results.json`` and plots, and print a table of scores.
+4. write each model folder with its ``eval_results.json``, plots and model card (``README.md``, what
+   ``seqmeta push`` publishes), and print a table of scores.
 
 Every stage is skipped when its output exists and resumed when it was interrupted, so running the
 demo again continues where it stopped. ``scale`` shrinks every stage (the tests run it at 0.02).
@@ -48,6 +49,7 @@ DEMO_FAMILIES = (
     ),
 )
 PROMPT_SETTINGS = "0,1,2,4"
+DEMO_OWNER = "your-name"  # the Hub namespace the demo's cards name; `seqmeta push --repo-id` sets the real one
 
 
 def _collect(spec: DemoFamily, path: Path, scale: float):
@@ -84,6 +86,7 @@ def _train(spec: DemoFamily, data_path: Path, out: Path, use_prompt: bool, scale
 
 def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
     """Run the pipeline; returns {family: {"prompt_dt": results, "no_prompt": results}}."""
+    from seqmeta.hub import render_model_card
     from seqmeta.models import PromptDTModel
 
     out = Path(output_dir)
@@ -103,6 +106,10 @@ def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
             model = PromptDTModel.from_pretrained(model_dir)
             baseline = {"no-prompt model": results["no_prompt"]["settings"][0]["normalized"]} if use_prompt else None
             results[kind] = evaluate(model, protocol, model_dir, run / "train_log.jsonl", baselines=baseline)
+        for kind in results:
+            model_dir = out / "models" / f"{spec.name}-{kind.replace('_', '-')}" / "model"
+            if not (model_dir / "README.md").exists():
+                render_model_card(model_dir, f"{DEMO_OWNER}/{model_dir.parent.name}").save(model_dir / "README.md")
         summary[spec.name] = results
     _print_summary(summary, out, time.perf_counter() - start)
     return summary
@@ -119,6 +126,10 @@ def _print_summary(summary: dict, out: Path, seconds: float) -> None:
         base = results["no_prompt"]["settings"][0][key]
         scores = {s["prompt_trajectories"]: s[key] for s in results["prompt_dt"]["settings"]}
         print(f"{family:<12} | {base:>15.1f} | " + " | ".join(f"{scores[n]:>18.1f}" for n in settings))
-    print("\nModels with their eval_results.json and plots (adaptation_curve.png, per_task.png, training_curve.png):")
+    print(
+        "\nModels with their eval_results.json, plots (adaptation_curve.png, per_task.png, training_curve.png) "
+        "and model card (README.md):"
+    )
     for run in sorted((out / "models").iterdir()):
         print(f"  {run / 'model'}")
+    print(f"Publish one: seqmeta push --model {run / 'model'} --repo-id {DEMO_OWNER}/{run.name}")

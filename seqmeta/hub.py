@@ -61,14 +61,18 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
     }.get(p["prompt_source"], f"{p['prompt_source']} episodes of the task from the offline data")
     shape = p.get("prompt_shape", [None, None])
     tasks = [t["task"] for t in r["settings"][0]["per_task"]]
+    prompts = f"prompts from {source}; each episode's prompt is {shape[0]} segment(s) of {shape[1]} steps cut from them"
+    if [s["prompt_trajectories"] for s in r["settings"]] == [0]:
+        prompts = "no prompt"
     text = (
-        f"prompts from {source}; each episode's prompt is {shape[0]} segment(s) of {shape[1]} steps cut from them; "
+        f"{prompts}; "
         f"target return rule `{p['target_return']}`; {p['episodes']} episodes per task and setting; "
         f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(map(str, tasks))})."
     )
     return r | {
         "file": name,
-        "title": f"{r['family']}, held-out tasks, {'own exploration' if own else p['prompt_source'] + ' prompts'}",
+        "title": f"{r['family']}, held-out tasks, "
+        + ("own exploration" if own else "no prompt" if prompts == "no prompt" else f"{p['prompt_source']} prompts"),
         "protocol_text": text,
         "setting_header": "exploration round" if own else "prompt trajectories",
         "tasks": tasks,
@@ -147,6 +151,8 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     template = resources.files("seqmeta") / "templates" / "model_card.md.j2"
     num_parameters = sum(int(np.prod(s)) for s in _tensor_shapes(folder / "model.safetensors"))
     target = "float(demos.episodes['return'].max())" if cfg.use_prompt else "0.0"
+    if results and not cfg.use_prompt:  # the target the evaluation used
+        target = f"{results[0]['settings'][0]['per_task'][0]['target_return']:.4g}"
     card = ModelCard.from_template(
         card_data,
         template_str=template.read_text(),
