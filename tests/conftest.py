@@ -1,9 +1,12 @@
+import os
+
 import numpy as np
 import pytest
 
 import seqmeta
 from seqmeta.data.collect import collect_dataset
 from seqmeta.data.episodes import Episodes
+from tests.hub_server import HubServer
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +40,29 @@ def make_episodes(lengths, obs_dim=2, act_dim=2, tasks=None, seed=0, quality="ex
 @pytest.fixture
 def point_family():
     return seqmeta.get_family("point-robot")
+
+
+@pytest.fixture
+def hub_server():
+    """A loopback Hub (tests/hub_server.py) for one test."""
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture
+def hub_env(hub_server, tmp_path) -> dict[str, str]:
+    """Environment for client code run in a subprocess against ``hub_server``: huggingface_hub, datasets and
+    transformers read it at import. Inherited HF_* variables (HF_HUB_OFFLINE, caches, tokens) are dropped."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    return env | {
+        "HF_ENDPOINT": hub_server.url,
+        "HF_HUB_DISABLE_XET": "1",  # uploads use the LFS basic transfer that the server speaks
+        "HF_TOKEN": "hf_fake_token_for_the_loopback_hub",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "HF_UPDATE_DOWNLOAD_COUNTS": "0",  # else load_dataset sends a HEAD to s3.amazonaws.com
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }

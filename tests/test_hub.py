@@ -1,0 +1,229 @@
+"""Publishing and loading through the real huggingface_hub / transformers / datasets clients.
+
+The clients read ``HF_ENDPOINT`` when they are imported, so each user-side step runs in a subprocess
+whose environment points them at the loopback server (``hub_env``), as a user's shell would.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqmeta.data.dataset import load_trajectories
+from seqmeta.errors import SeqmetaError
+from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.hub import CardError, push_model, render_model_card
+from seqmeta.models import PromptDTModel
+from seqmeta.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def model_dir(point_robot_dataset, tmp_path_factory):
+    """A tiny trained model folder with its eval_results.json and plots, as `seqmeta train` + `eval` leave it."""
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(
+        data=str(point_robot_dataset.path),
+        output_dir=str(out),
+        max_steps=3,
+        batch_size=8,
+        segment_length=8,
+        context_length=4,
+        hidden_size=32,
+        num_layers=1,
+        report_to="none",
+    )
+    folder = train(config)
+    protocol = EvalProtocol(data=str(point_robot_dataset.path), prompt_trajectories="0,1", episodes=2)
+    evaluate(PromptDTModel.from_pretrained(folder), protocol, output_dir=folder, progress=False)
+    return folder
+
+
+def run(args, env, check=True):
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def seqmeta_cli(*args, env, check=True):
+    return run([sys.executable, "-m", "seqmeta", *args], env, check)
+
+
+def python(code: str, env, *args, check=True):
+    return run([sys.executable, "-c", code, *args], env, check)
+
+
+def last_json(proc):
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+LOAD_AND_COMPARE = """
+import json, sys, torch
+import seqmeta
+from huggingface_hub import ModelCard, hf_hub_download
+repo, revision, local = sys.argv[1:4]
+hub = seqmeta.PromptDTModel.from_pretrained(repo, revision=revision)
+mine = seqmeta.PromptDTModel.from_pretrained(local)
+a, b = hub.state_dict(), mine.state_dict()
+card = ModelCard.load(hf_hub_download(repo, "README.md", revision=revision))
+print(json.dumps({
+    "identical": a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a),
+    "family": hub.config.family,
+    "library": card.data.library_name,
+    "pipeline": card.data.pipeline_tag,
+    "results": [(r.metric_type, r.metric_name, r.metric_value) for r in card.data.eval_results],
+}))
+"""
+
+
+def load_and_compare(repo: str, revision: str, local: Path, env) -> dict:
+    return last_json(python(LOAD_AND_COMPARE, env, repo, revision, str(local)))
+
+
+def test_model_round_trip_weights_card_and_offline_cache(model_dir, hub_server, hub_env):
+    repo = "tester/point-robot-prompt-dt"
+    before = folder_digest(model_dir)
+    seqmeta_cli("push", "--model", str(model_dir), "--repo-id", repo, "--revision", "v1", env=hub_env)
+    assert folder_digest(model_dir) == before  # the local folder is only read
+    listed = hub_server.files(repo, revision="v1")
+    for name in ("README.md", "config.json", "model.safetensors", "train_config.yaml", "eval_results.json"):
+        assert name in listed
+    assert {"adaptation_curve.png", "per_task.png"} <= set(listed)
+    assert listed["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+
+    loaded = load_and_compare(repo, "v1", model_dir, hub_env)
+    assert loaded["identical"] and loaded["family"] == "point-robot"
+    assert loaded["library"] == "seqmeta" and loaded["pipeline"] == "reinforcement-learning"
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    published = {(t, n): v for t, n, v in loaded["results"]}
+    for s in results["settings"]:
+        label = f"expert prompts, prompt trajectories {s['prompt_trajectories']}"
+        assert published[("mean_reward", f"mean return, {label}")] == round(s["mean_return"], 3)
+        assert published[("normalized_score", f"normalized score, {label}")] == round(s["normalized"], 2)
+
+    hub_server.stop()  # nothing to reach: the cache must serve it
+    assert load_and_compare(repo, "v1", model_dir, dict(hub_env, HF_HUB_OFFLINE="1"))["identical"]
+
+
+def test_interrupted_push_keeps_the_folder_and_a_second_push_completes(model_dir, hub_server, hub_env):
+    repo = "tester/flaky"
+    before = folder_digest(model_dir)
+    hub_server.fail_next("commit", times=1)
+    failed = seqmeta_cli("push", "--model", str(model_dir), "--repo-id", repo, env=hub_env, check=False)
+    assert failed.returncode == 2
+    assert "failed" in failed.stderr and "unchanged" in failed.stderr and "again" in failed.stderr
+    assert folder_digest(model_dir) == before
+    assert "model.safetensors" not in hub_server.files(repo)  # nothing half-committed
+    pushed = seqmeta_cli("push", "--model", str(model_dir), "--repo-id", repo, env=hub_env)
+    files, head = hub_server.files(repo), hub_server.head(repo)
+    assert files["model.safetensors"] == (model_dir / "model.safetensors").read_bytes()
+    again = seqmeta_cli("push", "--model", str(model_dir), "--repo-id", repo, env=hub_env)
+    assert hub_server.files(repo) == files  # idempotent: the same files, no new commit
+    assert hub_server.head(repo) == head and again.stdout == pushed.stdout
+
+
+def test_card_with_invalid_metadata_is_refused_before_upload(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    results = json.loads((broken / "eval_results.json").read_text())
+    results["settings"][0]["mean_return"] = float("nan")
+    (broken / "eval_results.json").write_text(json.dumps(results))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be uploaded for an invalid card")
+
+    monkeypatch.setattr("huggingface_hub.HfApi.create_repo", no_network)
+    monkeypatch.setattr("huggingface_hub.HfApi.upload_folder", no_network)
+    with pytest.raises(CardError, match="not a finite number"):
+        push_model(broken, "tester/broken")
+    (broken / "per_task.png").unlink()  # a plot the card would show but not ship
+    results["settings"][0]["mean_return"] = 1.0
+    (broken / "eval_results.json").write_text(json.dumps(results))
+    card = render_model_card(broken, "tester/ok")
+    assert "per_task.png" not in str(card)  # plots are what the folder has, never invented
+
+
+def test_card_numbers_come_from_eval_results(model_dir):
+    card = str(render_model_card(model_dir, "tester/x"))
+    results = json.loads((model_dir / "eval_results.json").read_text())
+    for s in results["settings"]:
+        assert f"| {s['prompt_trajectories']} | {s['mean_return']:.2f} | {s['normalized']:.1f} |" in card
+    assert "library_name: seqmeta" in card and "pipeline_tag: reinforcement-learning" in card
+    assert "seqmeta train --config train_config.yaml" in card
+
+
+def test_dataset_round_trip_by_quality_config(point_robot_dataset, hub_server, hub_env, tmp_path):
+    repo = "tester/point-robot-data"
+    seqmeta_cli("push", "--dataset", str(point_robot_dataset.path), "--repo-id", repo, env=hub_env)
+    counts = python(
+        "import datasets, json\n"
+        f"print(json.dumps({{q: len(datasets.load_dataset({repo!r}, q, split='train')) "
+        "for q in ('expert', 'random')}))",
+        hub_env,
+    )
+    per_quality = last_json(counts)
+    steps_quality = np.repeat(point_robot_dataset.episodes["quality"], point_robot_dataset.episodes["length"])
+    assert per_quality == {q: int((steps_quality == q).sum()) for q in ("expert", "random")}
+
+    seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "back"), env=hub_env)
+    back = load_trajectories(tmp_path / "back")
+    for column in ("episode_index", "task_index", "timestep", "observation", "action", "reward", "return_to_go"):
+        np.testing.assert_array_equal(back.column(column), point_robot_dataset.column(column))
+    assert list(back.episodes["quality"]) == list(point_robot_dataset.episodes["quality"])
+    assert back.meta["stats"] == point_robot_dataset.meta["stats"]
+    assert "configs:" in (tmp_path / "back" / "README.md").read_text()
+
+    seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "expert"), "--quality", "expert", env=hub_env)
+    expert = load_trajectories(tmp_path / "expert")
+    assert set(expert.episodes["quality"]) == {"expert"} and list(expert.meta["qualities"]) == ["expert"]
+    assert expert.meta["num_episodes"] == int((point_robot_dataset.episodes["quality"] == "expert").sum())
+
+    args = ["pull", "--dataset", repo, "--out", str(tmp_path / "x"), "--quality", "legendary"]
+    bad = seqmeta_cli(*args, env=hub_env, check=False)
+    assert bad.returncode == 2 and "legendary" in bad.stderr and "expert" in bad.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.hub
+def test_real_hub_round_trip(model_dir, tmp_path):
+    """Against huggingface.co: a private repository, pushed, loaded, deleted. Needs HF_TOKEN and network."""
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        pytest.skip("HF_TOKEN is not set")
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    try:
+        user = api.whoami()["name"]
+    except Exception as e:  # no network
+        pytest.skip(f"the Hub is not reachable: {e}")
+    repo = f"{user}/seqmeta-test-{uuid.uuid4().hex[:8]}"
+    try:
+        push_model(model_dir, repo, private=True, token=token)
+        hub = PromptDTModel.from_pretrained(repo, token=token)
+        mine = PromptDTModel.from_pretrained(model_dir)
+        assert all((hub.state_dict()[k] == v).all() for k, v in mine.state_dict().items())
+    finally:
+        api.delete_repo(repo, missing_ok=True)
+
+
+def test_errors_are_seqmeta_errors():
+    from seqmeta.hub import HubError
+
+    assert issubclass(HubError, SeqmetaError) and issubclass(CardError, SeqmetaError)
