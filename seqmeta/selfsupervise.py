@@ -26,6 +26,7 @@ stage is skipped when done and resumed when interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -35,10 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqmeta.configs import option, save_config
+from seqmeta.configs import option, read_yaml, save_config
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
-from seqmeta.io import atomic_write_json
+from seqmeta.io import atomic_directory, atomic_write_json
 from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def explore(
     ``true_rewards`` (per step, for measuring the labels only: never trained on under ``predicted``)
     and ``returns`` (rounds, tasks x episodes) of true returns.
     """
-    from seqmeta.evaluation import _EpisodePool, _prompts_from, rollout
+    from seqmeta.evaluation import _empty_prompt, _EpisodePool, _prompts_from, rollout
 
     if labels not in ("predicted", "true"):
         raise ConfigError(f"explore labels must be predicted or true, got {labels!r}")
@@ -162,8 +163,6 @@ def explore(
             if history:
                 prompts = _prompts_from(model, _EpisodePool.from_rollouts(history, slot), slot, seed + r)
             else:
-                from seqmeta.evaluation import _empty_prompt
-
                 prompts = _empty_prompt(model, len(slot))
         labeler = RewardLabeler(model, context) if context is not None else None
         out = rollout(
@@ -325,8 +324,6 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
         atomic_write_json(stage / "iteration.json", entry)
         report["iterations"].append(entry)
     final = out / "model"
-    from seqmeta.io import atomic_directory
-
     with atomic_directory(final, overwrite=True) as tmp:
         PromptDTModel.from_pretrained(current).save_pretrained(tmp)
         save_config(config, tmp / "self_supervise_config.yaml")
@@ -335,8 +332,6 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
 
 
 def _offline_segment_length(model_dir: str, context_length: int) -> int:
-    from seqmeta.configs import read_yaml
-
     saved = Path(model_dir) / "train_config.yaml"
     if saved.exists():
         return int(read_yaml(saved).get("segment_length", 2 * context_length))
@@ -362,7 +357,7 @@ def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Pat
             return EpisodeBatches(data, **options, seed=seed)
         return MixedPromptBatches(data, online, config.online_prompt_fraction, **options, seed=seed)
 
-    run_config = _replace_dir(config, stage)
+    run_config = dataclasses.replace(config, output_dir=str(stage))
     accelerator, model = fit(
         run_config,
         build_model=lambda: PromptDTModel.from_pretrained(model_dir),
@@ -371,9 +366,3 @@ def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Pat
         config_name="self_supervise_config.yaml",
     )
     return save_model(accelerator, model, run_config, stage / "model", "self_supervise_config.yaml")
-
-
-def _replace_dir(config: SelfSuperviseConfig, stage: Path) -> SelfSuperviseConfig:
-    import dataclasses
-
-    return dataclasses.replace(config, output_dir=str(stage))
