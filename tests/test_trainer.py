@@ -166,6 +166,27 @@ def test_bad_recipes_are_refused_with_the_fix(tmp_path, capsys):
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "training").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(recipe):
-    cls = FinetuneConfig if recipe.name.startswith("finetune") else TrainConfig
+    from seqmeta.selfsupervise import SelfSuperviseConfig
+
+    prefixes = {"finetune": FinetuneConfig, "self_supervise": SelfSuperviseConfig}
+    cls = next((c for prefix, c in prefixes.items() if recipe.name.startswith(prefix)), TrainConfig)
     config = load_config(cls, recipe)
     assert config.data and config.output_dir
+
+
+def test_prompt_quality_cuts_prompts_from_that_level_only(point_robot_dataset, tmp_path):
+    from seqmeta.trainer import EpisodeBatches
+
+    ep = point_robot_dataset.episodes
+    expert = np.flatnonzero(ep["quality"] == "expert")
+    steps_quality = np.repeat(ep["quality"], ep["length"])
+    expert_obs = {tuple(r) for r in point_robot_dataset.column("observation")[steps_quality == "expert"].round(6)}
+    options = dict(segment_length=6, batch_size=64, num_prompt_segments=1, prompt_length=3, seed=0)
+    batch = EpisodeBatches(point_robot_dataset, **options, prompt_episodes=expert).sample()
+    assert all(tuple(r) in expert_obs for r in batch["prompt"]["observation"][:, -1].round(6))
+    mixed = EpisodeBatches(point_robot_dataset, **options).sample()
+    assert not all(tuple(r) in expert_obs for r in mixed["prompt"]["observation"][:, -1].round(6))
+    config = tiny_config(point_robot_dataset.path, tmp_path / "q", 2)
+    config.prompt_quality = "legendary"
+    with pytest.raises(ConfigError, match="not a quality level"):
+        train(config)
