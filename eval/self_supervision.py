@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,9 @@ def main() -> None:
     for item in args.model:
         name, _, path = item.partition("=")
         results_file = out / name / "eval_results.json"
-        if results_file.exists():  # resumable: a model already evaluated is read back
-            results = json.loads(results_file.read_text())
+        saved = json.loads(results_file.read_text()) if results_file.exists() else None
+        if saved and {k: saved["protocol"][k] for k in asdict(protocol)} == asdict(protocol):
+            results = saved  # resumable: a model already evaluated under this protocol is read back
         else:
             results = evaluate(PromptDTModel.from_pretrained(path), protocol, output_dir=out / name, progress=False)
         scores[name] = [s["normalized"] for s in results["settings"]]
