@@ -37,6 +37,25 @@ def make_episodes(lengths, obs_dim=2, act_dim=2, tasks=None, seed=0, quality="ex
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_trained_model(point_robot_dataset, tmp_path_factory):
+    """A `seqmeta train` model folder: a few steps of a tiny Prompt-DT on Point-Robot (K = 4)."""
+    from seqmeta.trainer import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(point_robot_dataset.path),
+        output_dir=str(tmp_path_factory.mktemp("tiny-run")),
+        max_steps=4,
+        batch_size=8,
+        segment_length=8,
+        context_length=4,
+        hidden_size=32,
+        num_layers=1,
+        report_to="none",
+    )
+    return train(config)
+
+
 @pytest.fixture
 def point_family():
     return seqmeta.get_family("point-robot")

@@ -10,24 +10,11 @@ from seqmeta.configs import load_config
 from seqmeta.data.collect import collect_dataset
 from seqmeta.errors import ConfigError, TaskSelectionError
 from seqmeta.finetune import FinetuneConfig, finetune
-from seqmeta.trainer import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def pretrained(point_robot_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pretrained")
-    config = TrainConfig(
-        data=str(point_robot_dataset.path),
-        output_dir=str(out),
-        max_steps=4,
-        batch_size=8,
-        segment_length=8,
-        context_length=4,
-        hidden_size=32,
-        num_layers=1,
-        report_to="none",
-    )
-    return train(config)
+@pytest.fixture
+def pretrained(tiny_trained_model):
+    return tiny_trained_model
 
 
 def tune(pretrained, data, out, **kwargs):

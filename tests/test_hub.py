@@ -7,6 +7,7 @@ whose environment points them at the loopback server (``hub_env``), as a user's 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -20,25 +21,13 @@ from seqmeta.errors import SeqmetaError
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.hub import CardError, push_model, render_model_card
 from seqmeta.models import PromptDTModel
-from seqmeta.trainer import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def model_dir(point_robot_dataset, tmp_path_factory):
-    """A tiny trained model folder with its eval_results.json and plots, as `seqmeta train` + `eval` leave it."""
-    out = tmp_path_factory.mktemp("run")
-    config = TrainConfig(
-        data=str(point_robot_dataset.path),
-        output_dir=str(out),
-        max_steps=3,
-        batch_size=8,
-        segment_length=8,
-        context_length=4,
-        hidden_size=32,
-        num_layers=1,
-        report_to="none",
-    )
-    folder = train(config)
+def model_dir(tiny_trained_model, point_robot_dataset, tmp_path_factory):
+    """A trained model folder with its eval_results.json and plots, as `seqmeta train` + `eval` leave it."""
+    folder = tmp_path_factory.mktemp("run") / "model"
+    shutil.copytree(tiny_trained_model, folder)
     protocol = EvalProtocol(data=str(point_robot_dataset.path), prompt_trajectories="0,1", episodes=2)
     evaluate(PromptDTModel.from_pretrained(folder), protocol, output_dir=folder, progress=False)
     return folder
@@ -137,8 +126,6 @@ def test_interrupted_push_keeps_the_folder_and_a_second_push_completes(model_dir
 
 
 def test_card_with_invalid_metadata_is_refused_before_upload(model_dir, tmp_path, monkeypatch):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
     results = json.loads((broken / "eval_results.json").read_text())

@@ -9,24 +9,11 @@ from seqmeta.data.dataset import load_trajectories
 from seqmeta.errors import ConfigError
 from seqmeta.models import PromptDTModel
 from seqmeta.selfsupervise import MixedPromptBatches, RewardLabeler, SelfSuperviseConfig, explore, self_supervise
-from seqmeta.trainer import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def pretrained(point_robot_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("offline")
-    config = TrainConfig(
-        data=str(point_robot_dataset.path),
-        output_dir=str(out),
-        max_steps=4,
-        batch_size=8,
-        segment_length=8,
-        context_length=4,
-        hidden_size=32,
-        num_layers=1,
-        report_to="none",
-    )
-    return train(config)
+@pytest.fixture
+def pretrained(tiny_trained_model):
+    return tiny_trained_model
 
 
 def test_labels_equal_the_full_forward_pass(pretrained, point_robot_dataset):
