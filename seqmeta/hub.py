@@ -149,7 +149,7 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         eval_results=_model_index(results, family, task_set) or None,
     )
     template = resources.files("seqmeta") / "templates" / "model_card.md.j2"
-    num_parameters = sum(int(np.prod(s)) for s in _tensor_shapes(folder / "model.safetensors"))
+    num_parameters = _count_parameters(folder / "model.safetensors")
     target = "float(demos.episodes['return'].max())" if cfg.use_prompt else "0.0"
     if results and not cfg.use_prompt:  # the target the evaluation used
         target = f"{results[0]['settings'][0]['per_task'][0]['target_return']:.4g}"
@@ -175,12 +175,12 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     return card
 
 
-def _tensor_shapes(path: Path) -> list[tuple[int, ...]]:
-    """Tensor shapes from a safetensors header (no weights are read)."""
-    with open(path, "rb") as f:
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
-    return [tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"]
+def _count_parameters(path: Path) -> int:
+    """Parameters in a safetensors file, from its header (no weights are read)."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())  # noqa: SIM118 (a safe_open, not a dict)
 
 
 def _reproduce_commands(folder: Path, config_file: str | None, config: dict[str, Any]) -> list[str]:

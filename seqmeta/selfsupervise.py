@@ -40,7 +40,7 @@ from seqmeta.configs import option, read_yaml, save_config
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_directory, atomic_write_json
-from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
+from seqmeta.trainer import EpisodeBatches, LoopConfig, episodes_of_quality, fit, save_model
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class SelfSuperviseConfig(LoopConfig):
     episodes_per_task: int = option(4, "episodes per training task and round")
     iterations: int = option(2, "explore-then-train cycles; each explores with the latest model")
     online_prompt_fraction: float = option(0.5, "fraction of training prompts cut from the online episodes")
+    prompt_quality: str = option("", "cut the other (offline) prompts only from this quality level ('': any)")
     target_return: str = option("fixed", "the explorer's target return: fixed (best in the data) or a number")
     segment_length: int = option(0, "history steps per sample (0: the offline run's, else twice the context)")
     return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (keeps the value head)")
@@ -221,17 +222,13 @@ class MixedPromptBatches(EpisodeBatches):
         self.online = PromptSampler(online, self.prompts.num_segments, self.prompts.segment_length, seed=seed + 3)
         self.online_fraction = online_fraction
 
-    def sample(self) -> dict[str, Any]:
+    def prompts_for(self, task: np.ndarray, episode: np.ndarray) -> dict[str, np.ndarray]:
         from seqmeta.data.samplers import flatten_prompt
 
-        batch = self.windows.sample()
-        task, episode = batch.pop("task_index"), batch.pop("episode_index")
-        offline = flatten_prompt(self.prompts.sample(task, episode))
+        offline = super().prompts_for(task, episode)
         online = flatten_prompt(self.online.sample(task))
         take = self.rng.random(len(task)) < self.online_fraction
-        batch["prompt"] = {k: np.where(take.reshape(-1, *[1] * (v.ndim - 1)), online[k], v) for k, v in offline.items()}
-        batch["hide_return"] = self.rng.random(len(task)) < self.return_dropout
-        return batch
+        return {k: np.where(take.reshape(-1, *[1] * (v.ndim - 1)), online[k], v) for k, v in offline.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"online": self.online.state_dict()}
@@ -350,6 +347,7 @@ def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Pat
         prompt_length=mcfg.prompt_length,
         return_dropout=config.return_dropout,
         tasks=tasks,
+        prompt_episodes=episodes_of_quality(data, config.prompt_quality),
     )
 
     def make_batches(seed: int):

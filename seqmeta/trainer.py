@@ -136,15 +136,20 @@ class EpisodeBatches:
         self.rng = np.random.default_rng(seed + 2)
 
     def sample(self) -> dict[str, Any]:
-        from seqmeta.data.samplers import flatten_prompt
 
         batch = self.windows.sample()
         task, episode = batch.pop("task_index"), batch.pop("episode_index")
         if self.use_prompt:
-            exclude = None if self.same_episode_prompts else episode
-            batch["prompt"] = flatten_prompt(self.prompts.sample(task, exclude))
+            batch["prompt"] = self.prompts_for(task, episode)
         batch["hide_return"] = self.rng.random(len(task)) < self.return_dropout
         return batch
+
+    def prompts_for(self, task: np.ndarray, episode: np.ndarray) -> dict[str, np.ndarray]:
+        """One flattened prompt per sample, from another episode of its task (unless same_episode_prompts)."""
+        from seqmeta.data.samplers import flatten_prompt
+
+        exclude = None if self.same_episode_prompts else episode
+        return flatten_prompt(self.prompts.sample(task, exclude))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -433,7 +438,7 @@ def save_model(accelerator, model, config, folder: Path, config_name: str, extra
 # ---- meta-training ------------------------------------------------------------------------------
 
 
-def _quality_rows(data, quality: str):
+def episodes_of_quality(data, quality: str):
     """Rows of ``data.episodes`` of one quality level (None: every episode)."""
     if not quality:
         return None
@@ -463,7 +468,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         num_prompt_segments=config.num_prompt_segments,
         prompt_length=config.prompt_length,
         use_prompt=config.use_prompt,
-        prompt_episodes=_quality_rows(data, config.prompt_quality),
+        prompt_episodes=episodes_of_quality(data, config.prompt_quality),
     )
 
     def validation_batches():
