@@ -6,9 +6,11 @@
 
 Every model runs the same protocol in the held-out tasks (same seed): round 0 without a prompt, round
 r prompted with its own episodes of rounds < r, with the rewards it observed. Prints the normalized
-score per round for each model and, with exactly three models (offline-only a, true-reward upper
-bound b, self-labeled c), the fraction of the gap (c - a) / (b - a) recovered, per prompted round and
-on their mean. Writes each model's eval_results.json under output-dir/NAME and rounds.png.
+score per round for each model. The models are given in this order: one or more offline controls
+(a: the offline model; a': the same extra steps on offline data only), then the true-reward upper
+bound b, then the self-labeled model c; for each control it prints the fraction of the gap
+(c - a) / (b - a) recovered, per round and on the mean of the prompted rounds. Writes each model's
+eval_results.json under output-dir/NAME, self_supervision.json and rounds.png.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from seqmeta.models import PromptDTModel
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True)
-    parser.add_argument("--model", action="append", required=True, help="NAME=MODEL_DIR (repeat; a, b, c order)")
+    parser.add_argument(
+        "--model", action="append", required=True, help="NAME=MODEL_DIR, repeated: controls, then b, then c"
+    )
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--tasks", default="test")
     parser.add_argument("--rounds", type=int, default=4, help="exploration rounds 0..rounds-1")
@@ -58,17 +62,20 @@ def main() -> None:
 
     names = list(scores)
     print(f"\nheld-out tasks, own exploration, normalized score per round ({args.episodes} episodes per task)")
-    print(f"{'model':>16} | " + " | ".join(f"round {r}" for r in range(args.rounds)) + " | mean of rounds 1+")
+    print(f"{'model':>22} | " + " | ".join(f"round {r}" for r in range(args.rounds)) + " | mean of rounds 1+")
     for name in names:
         s = scores[name]
-        print(f"{name:>16} | " + " | ".join(f"{x:>7.1f}" for x in s) + f" | {np.mean(s[1:]):>17.1f}")
-    report = {"scores": scores}
-    if len(names) == 3:
-        a, b, c = (np.asarray(scores[n]) for n in names)
-        per_round = (c - a) / (b - a)
-        mean = (np.mean(c[1:]) - np.mean(a[1:])) / (np.mean(b[1:]) - np.mean(a[1:]))
-        report |= {"gap_recovered_per_round": per_round.tolist(), "gap_recovered_mean_rounds_1+": float(mean)}
-        print(f"{'gap recovered':>16} | " + " | ".join(f"{x:>7.2f}" for x in per_round) + f" | {mean:>17.2f}")
+        print(f"{name:>22} | " + " | ".join(f"{x:>7.1f}" for x in s) + f" | {np.mean(s[1:]):>17.1f}")
+    report = {"scores": scores, "gap_recovered": {}}
+    if len(names) >= 3:
+        b, c = np.asarray(scores[names[-2]]), np.asarray(scores[names[-1]])
+        for control in names[:-2]:
+            a = np.asarray(scores[control])
+            per_round = (c - a) / (b - a)
+            mean = (np.mean(c[1:]) - np.mean(a[1:])) / (np.mean(b[1:]) - np.mean(a[1:]))
+            report["gap_recovered"][control] = {"per_round": per_round.tolist(), "mean_rounds_1+": float(mean)}
+            row = " | ".join(f"{x:>7.2f}" for x in per_round) + f" | {mean:>17.2f}"
+            print(f"{'gap closed, ' + control[:10]:>22} | {row}")
     (out / "self_supervision.json").write_text(json.dumps(report, indent=2) + "\n")
     _plot(scores, out / "rounds.png")
     print(f"\nplot: {out / 'rounds.png'}")
