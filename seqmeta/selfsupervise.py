@@ -261,7 +261,11 @@ def _check(config: SelfSuperviseConfig, model, data) -> list[int]:
 
 
 def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
-    """Run the phase; returns the final model folder (``output_dir/model``)."""
+    """Run the phase; returns the final model folder (``output_dir/model``).
+
+    Completed stages are always skipped and an interrupted iteration's training continues from its
+    last checkpoint, so ``resume`` (the CLI's ``--resume``) changes nothing: running again resumes.
+    """
     from seqmeta.data.dataset import load_trajectories, write_dataset
     from seqmeta.models import PromptDTModel
 
@@ -286,7 +290,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
         online, entry = None, {"iteration": i}
         if config.labels != "none":
             online_dir = stage / "online"
-            if not (online_dir / "state.json").exists():
+            if not (online_dir / "state.json").exists() or not (stage / "exploration.json").exists():
                 logger.info("iteration %d: exploring %d training tasks (%s rewards)", i, len(tasks), config.labels)
                 found = explore(
                     model,
