@@ -214,3 +214,26 @@ def test_errors_are_seqmeta_errors():
     from seqmeta.hub import HubError
 
     assert issubclass(HubError, SeqmetaError) and issubclass(CardError, SeqmetaError)
+
+
+def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_files(model_dir, tmp_path, monkeypatch):
+    import torch
+
+    staged = tmp_path / "staged"
+
+    def capture(stage, repo_id, repo_type, *args, **kwargs):
+        shutil.copytree(stage, staged)
+        return f"loopback/{repo_id}"
+
+    monkeypatch.setattr("seqmeta.hub._upload", capture)
+    model = PromptDTModel.from_pretrained(model_dir)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # differs from the folder's weights now
+    assert model.push_to_hub("tester/changed") == "loopback/tester/changed"
+    pushed = PromptDTModel.from_pretrained(staged)
+    for name, value in model.state_dict().items():
+        assert torch.equal(pushed.state_dict()[name], value), name
+    assert {"eval_results.json", "train_config.yaml", "README.md", "adaptation_curve.png"} <= {
+        p.name for p in staged.iterdir()
+    }
+    assert "tester/changed" in (staged / "README.md").read_text()
