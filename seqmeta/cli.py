@@ -271,8 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.command_line = _command_line(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    if not args.verbose:  # accelerate reports every file it saves at INFO
+    if not args.verbose:  # accelerate reports every file it saves at INFO; transformers bars every load
         logging.getLogger("accelerate").setLevel(logging.WARNING)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
     try:
         args.func(args)
     except (SeqmetaError, FileExistsError) as e:
