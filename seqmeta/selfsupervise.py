@@ -311,6 +311,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
                     behavior={q: f"{current}, own exploration" for q in set(found["episodes"].quality)},
                     command=f"seqmeta self-supervise (iteration {i}, labels {config.labels})",
                     extra_columns={"reward_predicted": predicted},
+                    behavior_sees_task=False,
                     overwrite=True,
                 )
                 quality = label_quality(found["episodes"].rewards, found["true_rewards"])

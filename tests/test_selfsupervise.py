@@ -87,7 +87,8 @@ def test_self_supervise_verb_writes_labeled_data_and_a_new_model(pretrained, poi
     train_tasks = point_robot_dataset.family.task_set().train_indices
     assert sorted(set(online.episodes["task_index"].tolist())) == sorted(train_tasks)  # never a held-out task
     assert online.hf["reward_predicted"] == [True] * len(online)
-    assert "reward_predicted" in (out / "iteration_1" / "online" / "README.md").read_text()
+    card = (out / "iteration_1" / "online" / "README.md").read_text()
+    assert "reward_predicted" in card and "did not see the task parameter" in card
     report = json.loads((out / "self_supervise.json").read_text())
     assert [it["iteration"] for it in report["iterations"]] == [0, 1]
     assert -1.0 <= report["iterations"][0]["labels"]["correlation"] <= 1.0

@@ -135,5 +135,6 @@ def collect_dataset(
         behavior=behavior,
         command=command,
         overwrite=overwrite,
+        behavior_sees_task=True,
     )
     return load_trajectories(out)

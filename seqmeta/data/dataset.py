@@ -135,10 +135,12 @@ def write_dataset(
     command: str = "",
     overwrite: bool = False,
     extra_columns: dict[str, np.ndarray] | None = None,
+    behavior_sees_task: bool | None = None,
 ) -> Path:
     """Validate ``episodes`` and write them as a seqmeta dataset folder, atomically.
 
-    ``behavior`` maps each quality to a description of the policy that produced it;
+    ``behavior`` maps each quality to a description of the policy that produced it, and
+    ``behavior_sees_task`` says whether that policy saw the task parameter (None: unknown);
     ``extra_columns`` adds per-step columns (see ``to_hf_dataset``).
     """
     task_set_obj = family.task_set(task_set)
@@ -176,7 +178,7 @@ def write_dataset(
             for name in extra_columns or {}
         },
         "stats": normalization_stats(episodes),
-        "collection": {"command": command, "seqmeta_version": __version__},
+        "collection": {"command": command, "seqmeta_version": __version__, "behavior_sees_task": behavior_sees_task},
     }
     with atomic_directory(out, overwrite=overwrite) as tmp:
         ds.save_to_disk(str(tmp))
