@@ -123,6 +123,63 @@ def rollout(
     return out
 
 
+def rollout_episodes(rollouts: list[dict[str, Any]], task_index: np.ndarray, qualities: Sequence[str]) -> Episodes:
+    """Recorded rollouts -> ``Episodes``: env i of rollouts[e] is one episode of task ``task_index[i]``,
+    quality ``qualities[e]``; episodes in (rollout, env) order; rewards as the agent received them."""
+    steps = [
+        {
+            "observations": r["observation"][i, :n],
+            "actions": r["action"][i, :n],
+            "rewards": r["reward"][i, :n],
+            "terminated": np.zeros(n, bool),
+            "truncated": np.arange(n) == n - 1,
+            "task_index": task_index[i],
+        }
+        for r in rollouts
+        for i, n in enumerate(r["lengths"])
+    ]
+    quality = [q for r, q in zip(rollouts, qualities, strict=True) for _ in r["lengths"]]
+    return Episodes.from_list(steps, quality=quality)
+
+
+def own_rounds(
+    model,
+    family: TaskFamily,
+    params: Sequence[dict],
+    rounds: int,
+    targets: Callable[[dict[str, np.ndarray] | None, list[dict[str, Any]]], Any],
+    seed: int,
+    progress: bool = False,
+    make_labeler: Callable[[], Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The own-exploration rounds in N envs (env i made from ``params[i]``); returns each round's rollout.
+
+    Round 0 has no prompt; round r is prompted, env by env, with that env's recorded episodes of
+    rounds < r. ``targets(prompts, history)`` gives the round's target returns (what ``rollout``
+    takes); ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
+    """
+    slot = np.arange(len(params))
+    history: list[dict[str, Any]] = []
+    for r in range(rounds):
+        prompts = _empty_prompt(model, len(slot)) if model.config.use_prompt else None
+        if history and model.config.use_prompt:
+            prompts = _prompts_from(model, _EpisodePool.from_rollouts(history, slot), slot, seed + r)
+        labeler = make_labeler() if make_labeler else None
+        out = rollout(
+            model,
+            family,
+            params,
+            prompts,
+            targets(prompts, history),
+            seed=seed + 7919 * r,
+            progress=progress,
+            record=True,
+            reward_labeler=labeler,
+        )
+        history.append(out)
+    return history
+
+
 class _EpisodePool:
     """``Episodes`` in the layout ``PromptSampler`` reads (``column`` and ``episodes``): prompt material."""
 
@@ -143,19 +200,7 @@ class _EpisodePool:
     @classmethod
     def from_rollouts(cls, rollouts: list[dict[str, Any]], task_index: np.ndarray) -> _EpisodePool:
         """Episode e of env i in rollouts[e] -> one pool episode, tagged with slot i as its 'task'."""
-        steps = [
-            {
-                "observations": r["observation"][i, :n],
-                "actions": r["action"][i, :n],
-                "rewards": r["reward"][i, :n],
-                "terminated": np.zeros(n, bool),
-                "truncated": np.zeros(n, bool),
-                "task_index": task_index[i],
-            }
-            for r in rollouts
-            for i, n in enumerate(r["lengths"])
-        ]
-        return cls(Episodes.from_list(steps, quality="own"))
+        return cls(rollout_episodes(rollouts, task_index, ["own"] * len(rollouts)))
 
     def column(self, name: str) -> np.ndarray:
         return self._columns[name]
@@ -296,24 +341,16 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tu
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
     slot_task = np.repeat(tasks, protocol.episodes)
     slot_params = [params[t] for t in slot_task]
-    slot = np.arange(len(slot_task))
-    history: list[dict[str, Any]] = []
-    results = {}
-    for r in range(max(settings) + 1):
-        prompts = _empty_prompt(model, len(slot)) if model.config.use_prompt else None
-        best = np.full(len(slot), np.nan)
+
+    def targets(prompts, history):
+        best = np.full(len(slot_task), np.nan)
         if history and model.config.use_prompt:
-            pool = _EpisodePool.from_rollouts(history, slot)
-            prompts = _prompts_from(model, pool, slot, protocol.seed + r)
             best = np.max([h["returns"] for h in history], axis=0)
-        targets = partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)
-        seed = protocol.seed + 7919 * r
-        out = rollout(model, family, slot_params, prompts, targets, seed=seed, progress=progress, record=True)
-        history.append(out)
-        if r in settings:
-            shape = (len(tasks), protocol.episodes)
-            results[r] = (out["returns"].reshape(shape), out["targets"].reshape(shape))
-    return results
+        return partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)
+
+    history = own_rounds(model, family, slot_params, max(settings) + 1, targets, protocol.seed, progress)
+    shape = (len(tasks), protocol.episodes)
+    return {r: (history[r]["returns"].reshape(shape), history[r]["targets"].reshape(shape)) for r in settings}
 
 
 def evaluate(

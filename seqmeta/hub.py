@@ -28,7 +28,15 @@ import numpy as np
 
 from seqmeta.errors import SeqmetaError
 
-MODEL_FILE_PATTERNS = ("config.json", "model.safetensors", "*_config.yaml", "finetune_data.json", "*.png", "*.mp4")
+MODEL_FILE_PATTERNS = (
+    "config.json",
+    "model.safetensors",
+    "*_config.yaml",
+    "finetune_data.json",
+    "eval_results.json",
+    "*.png",
+    "*.mp4",
+)
 RESULTS_FILE = "eval_results.json"
 PLOT_TITLES = {
     "adaptation_curve.png": "Score vs. number of prompt trajectories, held-out tasks",
@@ -242,12 +250,13 @@ def _stage_model(folder: Path, stage: Path) -> None:
     for pattern in MODEL_FILE_PATTERNS:
         for path in folder.glob(pattern):
             shutil.copy2(path, stage / path.name)
-    for path in folder.rglob(RESULTS_FILE):
-        target = stage / path.relative_to(folder)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-        for png in path.parent.glob("*.png"):
-            shutil.copy2(png, target.parent / png.name)
+    for path in folder.rglob(RESULTS_FILE):  # results in subfolders come with their plots
+        if path.parent == folder:
+            continue  # copied above
+        target = stage / path.parent.relative_to(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in (path, *path.parent.glob("*.png")):
+            shutil.copy2(name, target / name.name)
 
 
 def push_model(
@@ -279,10 +288,10 @@ def push_model(
             raise HubError(f"{folder} holds no model.safetensors: only safetensors weights are published")
         render_model_card(stage, repo_id, dataset_repo).save(stage / "README.md")
         message = commit_message or f"Upload {repo_id} with seqmeta"
-        return _upload(stage, repo_id, "model", private, revision, message, token, source=folder or stage)
+        return _upload(stage, repo_id, "model", private, revision, message, token, source=folder or "the model")
 
 
-def _upload(stage: Path, repo_id: str, repo_type: str, private, revision, message, token, source: Path) -> str:
+def _upload(stage: Path, repo_id: str, repo_type: str, private, revision, message, token, source) -> str:
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)

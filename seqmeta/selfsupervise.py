@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,6 @@ import numpy as np
 import torch
 
 from seqmeta.configs import option, read_yaml, save_config
-from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_directory, atomic_write_json
 from seqmeta.trainer import EpisodeBatches, LoopConfig, episodes_of_quality, fit, save_model
@@ -140,63 +140,38 @@ def explore(
     ``true_rewards`` (per step, for measuring the labels only: never trained on under ``predicted``)
     and ``returns`` (rounds, tasks x episodes) of true returns.
     """
-    from seqmeta.evaluation import _empty_prompt, _EpisodePool, _prompts_from, rollout
+    from seqmeta.evaluation import _prompts_from, own_rounds, rollout_episodes
 
     if labels not in ("predicted", "true"):
         raise ConfigError(f"explore labels must be predicted or true, got {labels!r}")
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
     slot_task = np.repeat(np.asarray(tasks), episodes_per_task)
-    slot = np.arange(len(slot_task))
     try:
         target = float(data.episodes["return"].max()) if target_return == "fixed" else float(target_return)
     except ValueError:
         raise ConfigError(f"target_return must be fixed or a number, got {target_return!r}") from None
-    context = None
+    make_labeler = None
     if labels == "predicted":  # each slot's labeler reads an offline prompt of its own task
         ep = data.episodes
         offline = ep["quality"] == "expert" if "expert" in data.meta["qualities"] else np.ones(len(ep["quality"]), bool)
         rows = np.flatnonzero(np.isin(ep["task_index"], slot_task) & offline)
         context = _prompts_from(model, data, slot_task, seed + 17, episodes=rows)
-    history: list[dict[str, Any]] = []
-    for r in range(rounds):
-        prompts = None
-        if model.config.use_prompt:
-            if history:
-                prompts = _prompts_from(model, _EpisodePool.from_rollouts(history, slot), slot, seed + r)
-            else:
-                prompts = _empty_prompt(model, len(slot))
-        labeler = RewardLabeler(model, context) if context is not None else None
-        out = rollout(
-            model,
-            family,
-            [params[t] for t in slot_task],
-            prompts,
-            np.full(len(slot), target),
-            seed=seed + 7919 * r,
-            progress=progress,
-            record=True,
-            reward_labeler=labeler,
-        )
-        history.append(out)
-    steps = []
-    for r, out in enumerate(history):
-        for i, n in enumerate(out["lengths"]):
-            steps.append(
-                {
-                    "observations": out["observation"][i, :n],
-                    "actions": out["action"][i, :n],
-                    "rewards": out["reward"][i, :n],
-                    "terminated": np.zeros(n, bool),
-                    "truncated": np.arange(n) == n - 1,
-                    "task_index": slot_task[i],
-                    "quality": f"online-r{r}",
-                    "true": out["true_reward"][i, :n],
-                }
-            )
-    episodes = Episodes.from_list(steps, quality=[e["quality"] for e in steps])
+        make_labeler = partial(RewardLabeler, model, context)
+    history = own_rounds(
+        model,
+        family,
+        [params[t] for t in slot_task],
+        rounds,
+        lambda prompts, history: np.full(len(slot_task), target),
+        seed,
+        progress,
+        make_labeler,
+    )
+    episodes = rollout_episodes(history, slot_task, [f"online-r{r}" for r in range(rounds)])
+    true = [h["true_reward"][i, :n] for h in history for i, n in enumerate(h["lengths"])]  # same order
     return {
         "episodes": episodes,
-        "true_rewards": np.concatenate([e["true"] for e in steps]),
+        "true_rewards": np.concatenate(true),
         "returns": np.stack([h["returns"] for h in history]),
     }
 
@@ -241,8 +216,6 @@ class MixedPromptBatches(EpisodeBatches):
 def _check(config: SelfSuperviseConfig, model, data) -> list[int]:
     if config.labels not in LABELS:
         raise ConfigError(f"labels must be one of {', '.join(LABELS)}, got {config.labels!r}")
-    if not config.model or not config.data:
-        raise ConfigError("self-supervision needs --model DIR (an offline meta-trained model) and --data DIR")
     if not model.config.use_prompt:
         raise ConfigError("this model takes no prompt (use_prompt=False): there is nothing to self-supervise")
     if config.rounds < 1 or config.episodes_per_task < 1 or config.iterations < 1:
@@ -269,10 +242,9 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
     from seqmeta.data.dataset import load_trajectories, write_dataset
     from seqmeta.models import PromptDTModel
 
-    data = load_trajectories(config.data) if config.data else None
-    model = PromptDTModel.from_pretrained(config.model) if config.model else None
-    if data is None or model is None:
+    if not config.model or not config.data:
         raise ConfigError("self-supervision needs --model DIR (an offline meta-trained model) and --data DIR")
+    data, model = load_trajectories(config.data), PromptDTModel.from_pretrained(config.model)
     tasks = _check(config, model, data)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,14 +258,13 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
             current = str(stage / "model")
             report["iterations"].append(json.loads((stage / "iteration.json").read_text()))
             continue
-        model = PromptDTModel.from_pretrained(current)
         online, entry = None, {"iteration": i}
         if config.labels != "none":
             online_dir = stage / "online"
             if not (online_dir / "state.json").exists() or not (stage / "exploration.json").exists():
                 logger.info("iteration %d: exploring %d training tasks (%s rewards)", i, len(tasks), config.labels)
                 found = explore(
-                    model,
+                    PromptDTModel.from_pretrained(current),
                     data,
                     tasks,
                     config.rounds,
@@ -341,10 +312,9 @@ def _offline_segment_length(model_dir: str, context_length: int) -> int:
 
 
 def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Path, resume: bool) -> Path:
-    from seqmeta.models import PromptDTModel
+    from seqmeta.models import PromptDTConfig, PromptDTModel
 
-    pretrained = PromptDTModel.from_pretrained(model_dir)
-    mcfg = pretrained.config
+    mcfg = PromptDTConfig.from_pretrained(model_dir)
     options = dict(
         segment_length=segment,
         batch_size=config.batch_size,

@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 
 from seqmeta.data.dataset import load_trajectories
-from seqmeta.errors import SeqmetaError
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.hub import CardError, push_model, render_model_card
 from seqmeta.models import PromptDTModel
@@ -210,12 +209,6 @@ def test_real_hub_round_trip(model_dir, tmp_path):
         api.delete_repo(repo, missing_ok=True)
 
 
-def test_errors_are_seqmeta_errors():
-    from seqmeta.hub import HubError
-
-    assert issubclass(HubError, SeqmetaError) and issubclass(CardError, SeqmetaError)
-
-
 def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_files(model_dir, tmp_path, monkeypatch):
     import torch
 
@@ -226,7 +219,12 @@ def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_f
         return f"loopback/{repo_id}"
 
     monkeypatch.setattr("seqmeta.hub._upload", capture)
-    model = PromptDTModel.from_pretrained(model_dir)
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    (folder / "own").mkdir()  # a second evaluation, in a subfolder, with its plot
+    shutil.copy2(model_dir / "eval_results.json", folder / "own" / "eval_results.json")
+    shutil.copy2(model_dir / "per_task.png", folder / "own" / "per_task.png")
+    model = PromptDTModel.from_pretrained(folder)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # differs from the folder's weights now
     assert model.push_to_hub("tester/changed") == "loopback/tester/changed"
@@ -236,4 +234,7 @@ def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_f
     assert {"eval_results.json", "train_config.yaml", "README.md", "adaptation_curve.png"} <= {
         p.name for p in staged.iterdir()
     }
-    assert "tester/changed" in (staged / "README.md").read_text()
+    card = (staged / "README.md").read_text()
+    assert "tester/changed" in card
+    assert (staged / "own" / "eval_results.json").is_file() and (staged / "own" / "per_task.png").is_file()
+    assert "from `own/eval_results.json`" in card and "(own/per_task.png)" in card
