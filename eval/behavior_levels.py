@@ -14,7 +14,7 @@ import argparse
 
 import numpy as np
 
-from seqmeta.behavior.evaluate import run_episodes
+from seqmeta.behavior.evaluate import run_goal_conditioned
 from seqmeta.behavior.policies import available_qualities, load_behavior_policy
 from seqmeta.tasks import get_family
 
@@ -24,7 +24,7 @@ def run_level(family, quality: str, tasks: list[int], episodes: int, seed: int):
     policy = load_behavior_policy(family, quality, episodes * len(tasks))
     rng = np.random.default_rng(seed)
     policy.start_episodes(np.arange(policy.num_envs), rng)
-    result = run_episodes(family, tasks, lambda obs, goals: policy.act(obs, goals, rng), episodes, seed)
+    result = run_goal_conditioned(family, tasks, lambda obs, goals: policy.act(obs, goals, rng), episodes, seed)
     return result["return"], result["mean_velocity"]
 
 

@@ -8,7 +8,7 @@ from importlib import import_module
 from typing import Any
 
 from seqmeta.models import PromptDTConfig, PromptDTModel
-from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families
+from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families, register_family
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,17 @@ _LAZY = {
     "self_supervise": "seqmeta.selfsupervise",
     "EvalProtocol": "seqmeta.evaluation",
     "evaluate": "seqmeta.evaluation",
+    "evaluate_env": "seqmeta.envs",
+    "check_env": "seqmeta.envs",
+    "collect_episodes": "seqmeta.data.collect",
+    "Agent": "seqmeta.agent",
+    "run_episodes": "seqmeta.rollout",
+    "Rollouts": "seqmeta.rollout",
+    "prompts_from_episodes": "seqmeta.prompts",
+    "Episodes": "seqmeta.data.episodes",
+    "push_model": "seqmeta.hub",
+    "push_dataset": "seqmeta.hub",
+    "load_model": "seqmeta.models",
 }
 
 
@@ -34,22 +45,34 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Agent",
+    "Episodes",
     "EvalProtocol",
     "FinetuneConfig",
     "PromptDTConfig",
     "PromptDTModel",
+    "Rollouts",
     "SelfSuperviseConfig",
     "TaskFamily",
     "TaskSet",
     "TrainConfig",
     "TrajectoryDataset",
     "__version__",
+    "check_env",
     "collect_dataset",
+    "collect_episodes",
     "evaluate",
+    "evaluate_env",
     "finetune",
     "get_family",
     "list_families",
+    "load_model",
     "load_trajectories",
+    "prompts_from_episodes",
+    "push_dataset",
+    "push_model",
+    "register_family",
+    "run_episodes",
     "self_supervise",
     "train",
 ]

@@ -1,9 +1,21 @@
 """A batched policy over N envs, each with its own prompt and target return; numpy in, numpy out.
 
-    agent = model.agent(num_envs=16, prompts=prompt, target_returns=0.0)
+    agent = seqmeta.Agent(model, num_envs=16, prompts=prompts, target_returns="model")
     agent.reset()
     action = agent.act(observation)                # first step
     action = agent.act(observation, reward)        # every later step: the reward of the last action
+
+``prompts``: a dict of (N, P, ...) arrays in the model's prompt shape (``seqmeta.prompts_from_episodes``
+makes them from episodes), or ``None``: no prompt (an all-masked prompt for a prompted model). A row
+whose ``attention_mask`` is all False acts with no prompt; the evaluator uses that to run "no prompt"
+settings in the same batch as prompted ones.
+
+``target_returns``: the return each env aims for, a number or (N,) array, or a rule:
+
+- ``"model"``: the model's own value estimate V(s_0) at each env's first observation, with its prompt
+  and the return hidden;
+- ``"demo"``: the best return among the prompt's episodes (prompts from ``prompts_from_episodes``
+  carry it as ``demo_return``).
 
 Streaming: the prompt's keys/values are computed once per episode (``reset``); each ``act`` writes
 one step (three tokens) into a fixed ring of K step slots over the step that left the band, which
@@ -11,11 +23,8 @@ is exact because the model's history attention is a K-step band (see ``modeling_
 ``use_cache=False`` instead recomputes the full forward pass over the prompt and the whole episode
 every step: the reference the cached path is tested against.
 
-An env whose prompt row is all masked (``attention_mask`` False) acts with no prompt; the evaluator
-uses that to run "no prompt" settings in the same batch as prompted ones.
-
-All envs step together: ``reset`` starts a new episode in every env (an env whose episode ended
-early keeps being fed until the batch resets; its actions are ignored by the caller).
+The agent is a policy of ``seqmeta.run_episodes``: all envs start their episodes together
+(``start_episodes`` with every env), so each env runs one episode per rollout.
 """
 
 from __future__ import annotations
@@ -23,18 +32,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqmeta.models.prompt_dt.modeling_prompt_dt import PromptDTModel
+from seqmeta.errors import ConfigError
+from seqmeta.models.contract import SequenceModel
+from seqmeta.prompts import PROMPT_KEYS, empty_prompt
 
-PROMPT_KEYS = ("observation", "action", "reward", "return_to_go", "timestep", "attention_mask")
+TARGET_RULES = ("model", "demo")
 
 
 class Agent:
     def __init__(
         self,
-        model: PromptDTModel,
+        model: SequenceModel,
         num_envs: int,
         prompts: dict[str, np.ndarray] | None = None,
-        target_returns: float | np.ndarray = 0.0,
+        target_returns: float | np.ndarray | str = 0.0,
         use_cache: bool = True,
     ):
         if num_envs < 1:
@@ -46,22 +57,35 @@ class Agent:
         self.device = model.state_mean.device
         self.prompts = prompts
         self.target_returns = target_returns
+        self._check_target(target_returns)
         self._started = False
 
     # ---- validation ---------------------------------------------------------------------------
 
+    def _check_target(self, target) -> None:
+        if isinstance(target, str):
+            if target not in TARGET_RULES:
+                raise ConfigError(f"target_returns must be a number, an array or one of {TARGET_RULES}, got {target!r}")
+            return
+        value = np.asarray(target, dtype=np.float64)
+        if value.ndim > 1 or (value.ndim == 1 and len(value) != self.num_envs):
+            raise ConfigError(f"target_returns has shape {value.shape}; give one number or {self.num_envs} numbers")
+        if not np.isfinite(value).all():
+            raise ConfigError("target_returns holds NaN or inf; give finite returns to aim for")
+
     def _prompt_tensors(self, prompts: dict[str, np.ndarray] | None) -> dict[str, torch.Tensor] | None:
         cfg = self.config
         if not cfg.use_prompt:
+            if prompts is not None and np.asarray(prompts.get("attention_mask", False)).any():
+                raise ConfigError("this model takes no prompt (config.use_prompt=False): act with prompts=None")
             return None
         if prompts is None:
-            raise ValueError(
-                "this model is prompt-conditioned (config.use_prompt=True) and needs prompts: a dict of "
-                f"arrays {PROMPT_KEYS} of shape (num_envs, P, ...), e.g. from seqmeta.data.samplers.PromptSampler"
-            )
+            prompts = empty_prompt(cfg, self.num_envs)
         missing = [k for k in PROMPT_KEYS if k not in prompts]
         if missing:
-            raise ValueError(f"prompts lack {missing}; a prompt needs {PROMPT_KEYS}")
+            raise ValueError(
+                f"prompts lack {missing}; a prompt needs {PROMPT_KEYS} (seqmeta.prompts_from_episodes makes them)"
+            )
         obs = np.asarray(prompts["observation"])
         if obs.ndim != 3 or obs.shape[0] != self.num_envs or obs.shape[2] != cfg.state_dim:
             raise ValueError(
@@ -75,8 +99,8 @@ class Agent:
         if steps == 0:
             raise ValueError("the prompts have no prompt steps; give them at least one (an all-masked row: no prompt)")
         tensors = {}
-        for key, value in prompts.items():
-            value = np.asarray(value)
+        for key in PROMPT_KEYS:
+            value = np.asarray(prompts[key])
             if key not in ("timestep", "attention_mask") and not np.isfinite(value).all():
                 raise ValueError(f"prompt {key} holds NaN or inf")
             dtype = torch.long if key == "timestep" else torch.bool if key == "attention_mask" else torch.float32
@@ -101,11 +125,11 @@ class Agent:
         if prompts is not None:
             self.prompts = prompts
         if target_returns is not None:
+            self._check_target(target_returns)
             self.target_returns = target_returns
         n, cfg = self.num_envs, self.config
-        target = np.broadcast_to(np.asarray(self.target_returns, dtype=np.float32), (n,))
         self._prompt = self._prompt_tensors(self.prompts)
-        self._rtg = torch.as_tensor(target.copy(), device=self.device)
+        self._rtg = None  # resolved at the first observation (a rule may need it)
         self._prev_action = torch.zeros(n, cfg.act_dim, device=self.device)
         self._prev_reward = torch.zeros(n, device=self.device)
         self._t = 0
@@ -117,16 +141,44 @@ class Agent:
             self._rewards: list[torch.Tensor] = []
         self._started = True
 
+    restarts_per_env = False  # the rollout engine runs one episode per env with this policy
+
+    def start_episodes(self, slots: np.ndarray, observations: np.ndarray) -> None:
+        """The rollout engine's call: envs in ``slots`` reset. All of them: a new episode everywhere;
+        some: those envs' episodes are over and the batch runs on (their actions are not recorded)."""
+        if len(slots) == self.num_envs:
+            self.reset()
+
+    def resolve_targets(self, observation: np.ndarray) -> np.ndarray:
+        """The (N,) target returns for episodes whose first observations are ``observation``."""
+        target = self.target_returns
+        if isinstance(target, str) and target == "model":
+            obs = torch.as_tensor(np.asarray(observation), dtype=torch.float32, device=self.device)
+            values = self.model.value_at_start(obs, self._prompt if self._prompt is not None else None)
+            return values.cpu().numpy().astype(np.float64)
+        if isinstance(target, str):  # demo
+            if self.prompts is None or "demo_return" not in self.prompts:
+                raise ConfigError(
+                    "target_returns='demo' needs prompts that carry demo_return (seqmeta.prompts_from_episodes "
+                    "makes them); or give a number"
+                )
+            return np.asarray(self.prompts["demo_return"], np.float64)
+        return np.broadcast_to(np.asarray(target, np.float64), (self.num_envs,)).copy()
+
     @torch.no_grad()
     def act(self, observation: np.ndarray, reward: np.ndarray | None = None) -> np.ndarray:
         """Actions (num_envs, act_dim) for the current observations.
 
         ``reward`` is the reward each env returned for the previous action: required from the
-        second step of an episode on, and it lowers each env's return-to-go.
+        second step of an episode on, and it lowers each env's return-to-go. ``targets`` holds the
+        episode's (N,) target returns after the first step.
         """
         if not self._started:
             self.reset()
         obs = self._observation(observation)
+        if self._rtg is None:
+            self.targets = self.resolve_targets(observation)
+            self._rtg = torch.as_tensor(self.targets.astype(np.float32), device=self.device)
         if self._t > 0:
             if reward is None:
                 raise ValueError("act() needs the reward of the previous action from the second step on")

@@ -106,8 +106,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from seqmeta.configs import load_config, overrides_from_args
-    from seqmeta.evaluation import EvalProtocol, evaluate, format_table, load_results
-    from seqmeta.models import PromptDTModel
+    from seqmeta.evaluation import EvalProtocol, evaluate
+    from seqmeta.models import load_model
+    from seqmeta.results import format_table, load_results
 
     protocol = load_config(EvalProtocol, args.config, overrides_from_args(args, EvalProtocol))
     baselines = {}
@@ -117,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             raise SystemExit(f"--baseline takes NAME=eval_results.json, got {item!r}")
         first = load_results(path)["settings"][0]
         baselines[name] = first["normalized"] if first["normalized"] is not None else first["mean_return"]
-    model = PromptDTModel.from_pretrained(args.model)
+    model = load_model(args.model)
     results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")

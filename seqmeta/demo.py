@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqmeta.evaluation import EvalProtocol, evaluate, load_results
+from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.results import load_results
 from seqmeta.trainer import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _train(spec: DemoFamily, data_path: Path, out: Path, use_prompt: bool, scale
 def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
     """Run the pipeline; returns {family: {"prompt_dt": results, "no_prompt": results}}."""
     from seqmeta.hub import render_model_card
-    from seqmeta.models import PromptDTModel
+    from seqmeta.models import load_model
 
     out = Path(output_dir)
     start = time.perf_counter()
@@ -103,7 +104,7 @@ def run_demo(output_dir: str = "outputs/demo", scale: float = 1.0) -> dict:
                 results[kind] = load_results(model_dir / "eval_results.json")
                 continue
             protocol = EvalProtocol(data=str(data.path), prompt_trajectories=settings, episodes=episodes)
-            model = PromptDTModel.from_pretrained(model_dir)
+            model = load_model(model_dir)
             baseline = {"no-prompt model": results["no_prompt"]["settings"][0]["normalized"]} if use_prompt else None
             results[kind] = evaluate(model, protocol, model_dir, run / "train_log.jsonl", baselines=baseline)
         for kind in results:

@@ -34,3 +34,11 @@ class BehaviorPolicyError(SeqmetaError, ValueError):
 
 class ConfigError(SeqmetaError, ValueError):
     """A recipe or run config with an unknown key, a value of the wrong type, or one a resume cannot accept."""
+
+
+class RolloutError(SeqmetaError, ValueError):
+    """An env or policy that cannot be rolled out as given (wrong shapes, episodes that never end)."""
+
+
+class EnvMismatchError(SeqmetaError, ValueError):
+    """A user env that does not fit the model (observation or action width, horizon, reward scale)."""

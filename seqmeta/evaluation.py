@@ -23,7 +23,6 @@ the first state, with the prompt, return hidden), or a number.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,17 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from tqdm.auto import tqdm
 
+from seqmeta.agent import Agent
 from seqmeta.configs import option
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json
+from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
+from seqmeta.results import SCHEMA
+from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
 from seqmeta.tasks import TaskFamily
 
-SCHEMA = "seqmeta.eval_results/1"
 TARGET_RULES = ("fixed", "oracle", "demo", "model")
 
 
@@ -74,139 +73,83 @@ class EvalProtocol:
 # ---- rollouts -----------------------------------------------------------------------------------
 
 
-def rollout(
+def rollout_agent(
     model,
-    family: TaskFamily,
-    params: Sequence[dict],
+    env_fns: Sequence[EnvFactory],
+    max_steps: int,
     prompts: dict[str, np.ndarray] | None,
-    target_returns: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    target_returns: float | np.ndarray | str,
     seed: int = 0,
     progress: bool = False,
-    record: bool = False,
-    reward_labeler=None,
-) -> dict[str, Any]:
-    """One episode in each of N envs (env i made from ``params[i]``), all stepped together.
+    reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    task_index: np.ndarray | None = None,
+    quality: str = "rollout",
+) -> Rollouts:
+    """One episode of ``model`` in each env (env i from ``env_fns[i]``, seeded ``seed + i``), all stepped
+    together through the rollout engine; ``rollouts.targets`` holds the target returns it aimed for.
 
-    ``target_returns`` is (N,), or a function of the first observations that returns them. Returns
-    ``returns`` (N,, the environment's), the ``targets`` used and, with ``record``, each env's steps
-    (observation, action, reward, length) for prompting from them later. With a ``reward_labeler``
-    (``seqmeta.selfsupervise.RewardLabeler``) the agent receives, and ``reward`` records, its labels
-    instead of the environment's rewards (then recorded as ``true_reward``).
+    ``target_returns``: a number, (N,) numbers or a rule of ``seqmeta.Agent`` (``model``, ``demo``).
+    With a ``reward_fn`` (``seqmeta.selfsupervise.RewardLabeler.label``) the agent receives, and the
+    episodes keep, its labels instead of the environment's rewards (``env_rewards`` keeps those).
     """
-    n = len(params)
-    envs = SyncVectorEnv([lambda p=p: family.make_env(p) for p in params], autoreset_mode=AutoresetMode.NEXT_STEP)
-    obs, _ = envs.reset(seed=seed)
-    targets = np.asarray(target_returns(obs) if callable(target_returns) else target_returns, np.float64)
-    agent = model.agent(n, prompts=prompts, target_returns=targets.astype(np.float32))
-    returns, alive, reward, lengths = np.zeros(n), np.ones(n, bool), None, np.zeros(n, np.int64)
-    trace: dict[str, list] = {"observation": [], "action": [], "reward": [], "true_reward": []}
-    for _ in tqdm(range(family.horizon), desc="rollout", unit="step", disable=not progress, leave=False):
-        action = agent.act(obs, reward)
-        if record:
-            trace["observation"].append(obs)
-            trace["action"].append(action)
-        previous = obs
-        obs, true_reward, terminated, truncated, _ = envs.step(action)
-        reward = true_reward if reward_labeler is None else reward_labeler.label(previous, action)
-        if record:
-            trace["reward"].append(reward * alive)
-            trace["true_reward"].append(true_reward * alive)
-        returns += true_reward * alive
-        lengths += alive
-        alive &= ~(terminated | truncated)
-        if not alive.any():
-            break
-    envs.close()
-    out: dict[str, Any] = {"returns": returns, "lengths": lengths, "targets": targets}
-    if record:
-        out |= {k: np.stack(v, axis=1).astype(np.float32) for k, v in trace.items()}  # (N, T, ...)
+    agent = Agent(model, len(env_fns), prompts=prompts, target_returns=target_returns)
+    out = run_episodes(
+        env_fns,
+        agent,
+        max_steps=max_steps,
+        seed=seed,
+        reward_fn=reward_fn,
+        task_index=task_index,
+        quality=quality,
+        progress="rollout" if progress else False,
+    )
+    out.targets = agent.targets
     return out
 
 
-def rollout_episodes(rollouts: list[dict[str, Any]], task_index: np.ndarray, qualities: Sequence[str]) -> Episodes:
-    """Recorded rollouts -> ``Episodes``: env i of rollouts[e] is one episode of task ``task_index[i]``,
-    quality ``qualities[e]``; episodes in (rollout, env) order; rewards as the agent received them."""
-    steps = [
-        {
-            "observations": r["observation"][i, :n],
-            "actions": r["action"][i, :n],
-            "rewards": r["reward"][i, :n],
-            "terminated": np.zeros(n, bool),
-            "truncated": np.arange(n) == n - 1,
-            "task_index": task_index[i],
-        }
-        for r in rollouts
-        for i, n in enumerate(r["lengths"])
-    ]
-    quality = [q for r, q in zip(rollouts, qualities, strict=True) for _ in r["lengths"]]
-    return Episodes.from_list(steps, quality=quality)
+def family_envs(family: TaskFamily, params: Sequence[dict]) -> list[EnvFactory]:
+    """One env factory per task parameter dict."""
+    return [partial(family.make_env, p) for p in params]
 
 
 def own_rounds(
     model,
-    family: TaskFamily,
-    params: Sequence[dict],
+    env_fns: Sequence[EnvFactory],
+    max_steps: int,
     rounds: int,
-    targets: Callable[[dict[str, np.ndarray] | None, list[dict[str, Any]]], Any],
+    targets: Callable[[dict[str, np.ndarray] | None, list[Rollouts]], Any],
     seed: int,
     progress: bool = False,
     make_labeler: Callable[[], Any] | None = None,
-) -> list[dict[str, Any]]:
-    """The own-exploration rounds in N envs (env i made from ``params[i]``); returns each round's rollout.
+) -> list[Rollouts]:
+    """The own-exploration rounds in N envs; returns each round's rollouts.
 
-    Round 0 has no prompt; round r is prompted, env by env, with that env's recorded episodes of
-    rounds < r. ``targets(prompts, history)`` gives the round's target returns (what ``rollout``
-    takes); ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
+    Round 0 has no prompt; round r is prompted, env by env, with that env's episodes of rounds < r
+    (rewards as the agent received them). ``targets(prompts, history)`` gives the round's target
+    returns; ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
     """
-    slot = np.arange(len(params))
-    history: list[dict[str, Any]] = []
+    slot = np.arange(len(env_fns))
+    history: list[Rollouts] = []
     for r in range(rounds):
-        prompts = _empty_prompt(model, len(slot)) if model.config.use_prompt else None
+        prompts = None
         if history and model.config.use_prompt:
-            prompts = _prompts_from(model, _EpisodePool.from_rollouts(history, slot), slot, seed + r)
+            pool = EpisodePool(Episodes.concatenate([h.episodes for h in history]))  # task_index = env slot
+            prompts = cut_prompts(model.config, pool, slot, seed + r)
+        elif model.config.use_prompt:
+            prompts = empty_prompt(model.config, len(slot))
         labeler = make_labeler() if make_labeler else None
-        out = rollout(
+        out = rollout_agent(
             model,
-            family,
-            params,
+            env_fns,
+            max_steps,
             prompts,
             targets(prompts, history),
             seed=seed + 7919 * r,
             progress=progress,
-            record=True,
-            reward_labeler=labeler,
+            reward_fn=labeler.label if labeler else None,
         )
         history.append(out)
     return history
-
-
-class _EpisodePool:
-    """``Episodes`` in the layout ``PromptSampler`` reads (``column`` and ``episodes``): prompt material."""
-
-    def __init__(self, episodes: Episodes):
-        self._columns = {
-            "observation": episodes.observations,
-            "action": episodes.actions,
-            "reward": episodes.rewards,
-            "return_to_go": episodes.returns_to_go(),
-        }
-        self.episodes = {
-            "start": episodes.starts,
-            "length": episodes.lengths,
-            "task_index": episodes.task_index,
-            "return": episodes.episode_returns,
-        }
-
-    @classmethod
-    def from_rollouts(cls, rollouts: list[dict[str, Any]], task_index: np.ndarray) -> _EpisodePool:
-        """Episode e of env i in rollouts[e] -> one pool episode, tagged with slot i as its 'task'."""
-        return cls(rollout_episodes(rollouts, task_index, ["own"] * len(rollouts)))
-
-    def column(self, name: str) -> np.ndarray:
-        return self._columns[name]
-
-    def __len__(self) -> int:
-        return len(self._columns["reward"])
 
 
 # ---- the evaluator ------------------------------------------------------------------------------
@@ -241,8 +184,8 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
     return settings
 
 
-def _targets(model, data, protocol, tasks, prompts, first_obs, pool_best) -> np.ndarray:
-    """Per-slot target returns under the protocol's rule."""
+def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
+    """Per-slot target returns under the protocol's rule (``model``: the agent's value rule)."""
     rule = protocol.target_return
     fixed = float(data.episodes["return"].max())
     if rule == "fixed":
@@ -255,51 +198,8 @@ def _targets(model, data, protocol, tasks, prompts, first_obs, pool_best) -> np.
     if rule == "demo":
         return np.where(np.isnan(pool_best), fixed, pool_best)
     if rule == "model":
-        return _value_at_start(model, first_obs, prompts)
+        return "model"
     return np.full(len(tasks), float(rule))
-
-
-@torch.no_grad()
-def _value_at_start(model, first_obs: np.ndarray, prompts) -> np.ndarray:
-    device = model.state_mean.device
-    n = len(first_obs)
-    obs = torch.as_tensor(first_obs, dtype=torch.float32, device=device)[:, None]
-    prompt = None
-    if prompts is not None:
-        prompt = {k: torch.as_tensor(v, device=device) for k, v in prompts.items()}
-    out = model(
-        observation=obs,
-        action=torch.zeros(n, 1, model.config.act_dim, device=device),
-        reward=torch.zeros(n, 1, device=device),
-        return_to_go=torch.zeros(n, 1, device=device),
-        timestep=torch.zeros(n, 1, dtype=torch.long, device=device),
-        prompt=prompt,
-        hide_return=torch.ones(n, dtype=torch.bool, device=device),
-    )
-    return out.value_preds[:, 0].cpu().numpy().astype(np.float64)
-
-
-def _empty_prompt(model, n: int) -> dict[str, np.ndarray]:
-    cfg = model.config
-    p = cfg.num_prompt_segments * cfg.prompt_length
-    return {
-        "observation": np.zeros((n, p, cfg.state_dim), np.float32),
-        "action": np.zeros((n, p, cfg.act_dim), np.float32),
-        "reward": np.zeros((n, p), np.float32),
-        "return_to_go": np.zeros((n, p), np.float32),
-        "timestep": np.zeros((n, p), np.int64),
-        "attention_mask": np.zeros((n, p), bool),
-    }
-
-
-def _prompts_from(model, pool, prompt_task: np.ndarray, seed: int, episodes=None) -> dict[str, np.ndarray]:
-    """The model's prompt shape (J segments of K* steps) cut from ``pool``'s episodes of each prompt task."""
-    from seqmeta.data.samplers import PromptSampler, flatten_prompt
-
-    cfg = model.config
-    sampler = PromptSampler(pool, cfg.num_prompt_segments, cfg.prompt_length, seed=seed, episodes=episodes)
-    prompt = flatten_prompt(sampler.sample(prompt_task))
-    return {k: prompt[k] for k in ("observation", "action", "reward", "return_to_go", "timestep", "attention_mask")}
 
 
 def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
@@ -309,7 +209,7 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
     slot_setting = np.repeat(settings, len(tasks) * protocol.episodes)
     slot_task = np.tile(np.repeat(tasks, protocol.episodes), len(settings))
     n = len(slot_task)
-    prompts = _empty_prompt(model, n) if model.config.use_prompt else None
+    prompts = empty_prompt(model.config, n) if model.config.use_prompt else None
     best = np.full(n, np.nan)
     source = "expert" if protocol.prompt_source == "ood" else protocol.prompt_source
     present = sorted(set(data.episodes["task_index"].tolist()))
@@ -324,15 +224,15 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
             prompt_task = slot_task[here]
         rows = {int(t): data.first_episodes(int(t), k, source) for t in np.unique(prompt_task)}
         all_rows = [r for rs in rows.values() for r in rs]
-        drawn = _prompts_from(model, data, prompt_task, protocol.seed + k, episodes=all_rows)
+        drawn = cut_prompts(model.config, data, prompt_task, protocol.seed + k, episodes=all_rows)
         for key in prompts:
             prompts[key][here] = drawn[key]
         best[here] = [data.episodes["return"][rows[int(t)]].max() for t in prompt_task]
-    slot_params = [params[t] for t in slot_task]
-    targets = partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)  # of the first obs
-    out = rollout(model, family, slot_params, prompts, targets, seed=protocol.seed, progress=progress)
+    targets = _targets(data, protocol, slot_task, pool_best=best)
+    envs = family_envs(family, [params[t] for t in slot_task])
+    out = rollout_agent(model, envs, family.horizon, prompts, targets, seed=protocol.seed, progress=progress)
     shape = (len(settings), len(tasks), protocol.episodes)
-    returns, targets = out["returns"].reshape(shape), out["targets"].reshape(shape)
+    returns, targets = out.returns.reshape(shape), out.targets.reshape(shape)
     return {k: (returns[i], targets[i]) for i, k in enumerate(settings)}
 
 
@@ -340,17 +240,17 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tu
     """Rounds: round r is prompted with the agent's own episodes of rounds < r in the same task."""
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
     slot_task = np.repeat(tasks, protocol.episodes)
-    slot_params = [params[t] for t in slot_task]
+    envs = family_envs(family, [params[t] for t in slot_task])
 
     def targets(prompts, history):
         best = np.full(len(slot_task), np.nan)
         if history and model.config.use_prompt:
-            best = np.max([h["returns"] for h in history], axis=0)
-        return partial(_targets, model, data, protocol, slot_task, prompts, pool_best=best)
+            best = np.max([h.returns for h in history], axis=0)
+        return _targets(data, protocol, slot_task, pool_best=best)
 
-    history = own_rounds(model, family, slot_params, max(settings) + 1, targets, protocol.seed, progress)
+    history = own_rounds(model, envs, family.horizon, max(settings) + 1, targets, protocol.seed, progress)
     shape = (len(tasks), protocol.episodes)
-    return {r: (history[r]["returns"].reshape(shape), history[r]["targets"].reshape(shape)) for r in settings}
+    return {r: (history[r].returns.reshape(shape), history[r].targets.reshape(shape)) for r in settings}
 
 
 def evaluate(
@@ -458,28 +358,8 @@ def evaluate_with_demos(
     task_params = family.task_set(data.meta["task_set"]).params
     tasks = np.repeat(np.asarray(sorted(demos)), episodes)
     rows = [r for t in sorted(demos) for r in demos[t]]
-    prompts = _prompts_from(model, data, tasks, seed, episodes=rows) if model.config.use_prompt else None
+    prompts = cut_prompts(model.config, data, tasks, seed, episodes=rows) if model.config.use_prompt else None
     best = {t: float(data.episodes["return"][list(demos[t])].max()) for t in demos}
-    returns = rollout(model, family, [task_params[t] for t in tasks], prompts, [best[t] for t in tasks], seed=seed)
-    return {int(t): returns["returns"][tasks == t] for t in sorted(demos)}
-
-
-def load_results(path: str | Path) -> dict[str, Any]:
-    results = json.loads(Path(path).read_text())
-    if results.get("schema") != SCHEMA:
-        raise ConfigError(f"{path} is not a seqmeta eval_results.json ({SCHEMA})")
-    return results
-
-
-def format_table(results: dict[str, Any]) -> str:
-    """The results as a text table: one row per prompt setting, one column per task."""
-    tasks = [p["task"] for p in results["settings"][0]["per_task"]]
-    scored = results["settings"][0]["normalized"] is not None
-    head = f"{'prompt traj.':>12} | " + " | ".join(f"task {t:>3}" for t in tasks) + " | mean return"
-    head += " | normalized" if scored else ""
-    lines = [f"{results['family']}, prompts: {results['protocol']['prompt_source']}", head, "-" * len(head)]
-    for s in results["settings"]:
-        row = f"{s['prompt_trajectories']:>12} | " + " | ".join(f"{p['mean']:>8.2f}" for p in s["per_task"])
-        row += f" | {s['mean_return']:>11.2f}" + (f" | {s['normalized']:>10.1f}" if scored else "")
-        lines.append(row)
-    return "\n".join(lines)
+    envs = family_envs(family, [task_params[t] for t in tasks])
+    out = rollout_agent(model, envs, family.horizon, prompts, np.array([best[t] for t in tasks]), seed=seed)
+    return {int(t): out.returns[tasks == t] for t in sorted(demos)}

@@ -33,7 +33,6 @@ from seqmeta.errors import ConfigError
 from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
 METHODS = ("full", "lora", "awr")
-LORA_TARGETS = ("c_attn", "c_proj", "c_fc")  # GPT-2's attention and MLP projections
 
 
 @dataclass
@@ -70,7 +69,7 @@ def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]
 def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     """Adapt ``config.model`` to the chosen tasks of ``config.data``; returns the adapted model's folder."""
     from seqmeta.data.dataset import load_trajectories
-    from seqmeta.models import PromptDTModel
+    from seqmeta.models import load_model
 
     if config.method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
@@ -78,7 +77,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
         raise ConfigError("fine-tuning needs --model DIR (a trained model) and --data DIR (trajectories of new tasks)")
     data = load_trajectories(config.data)
     episodes = choose_episodes(data, config.tasks, config.trajectories)
-    pretrained = PromptDTModel.from_pretrained(config.model)
+    pretrained = load_model(config.model)
     pretrained.config.check_fits(data)
     mcfg = pretrained.config
     reference = copy.deepcopy(pretrained).eval().requires_grad_(False) if config.method == "awr" else None
@@ -91,7 +90,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
             lora = LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=config.lora_alpha,
-                target_modules=list(LORA_TARGETS),
+                target_modules=list(model.lora_target_modules),
                 fan_in_fan_out=True,  # GPT-2's projections are Conv1D (weights stored transposed)
                 lora_dropout=0.0,
             )

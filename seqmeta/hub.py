@@ -4,7 +4,7 @@
     seqmeta push --dataset data/cheetah-vel-expert --repo-id you/cheetah-vel-expert
     seqmeta pull --dataset you/cheetah-vel-expert --out data/cheetah-vel-expert
 
-    model = seqmeta.PromptDTModel.from_pretrained("you/cheetah-vel-prompt-dt", revision="main")
+    model = seqmeta.load_model("you/cheetah-vel-prompt-dt", revision="main")
 
 A model push is one commit of a staging copy: ``config.json``, ``model.safetensors``, the resolved
 run config(s), ``eval_results.json`` files, plots, and a ``README.md`` rendered from
@@ -58,7 +58,7 @@ class CardError(SeqmetaError, ValueError):
 
 
 def _results_entry(path: Path, name: str) -> dict[str, Any]:
-    from seqmeta.evaluation import load_results
+    from seqmeta.results import load_results
 
     r = load_results(path)
     p = r["protocol"]
@@ -129,11 +129,11 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
 
     from seqmeta import __version__
     from seqmeta.configs import read_yaml
-    from seqmeta.models import PromptDTConfig
+    from seqmeta.models import load_model_config
     from seqmeta.tasks import get_family
 
     folder = Path(folder)
-    cfg = PromptDTConfig.from_pretrained(folder)
+    cfg = load_model_config(folder)
     family = get_family(cfg.family)
     task_set = family.task_set(cfg.task_set or None)
     results = [_results_entry(p, p.relative_to(folder).as_posix()) for p in sorted(folder.rglob(RESULTS_FILE))]
@@ -260,7 +260,7 @@ def _stage_model(folder: Path, stage: Path) -> None:
 
 
 def push_model(
-    folder: str | Path | None,
+    folder,
     repo_id: str,
     *,
     private: bool = False,
@@ -272,9 +272,13 @@ def push_model(
 ) -> str:
     """Publish the model folder (``save_pretrained`` output with its configs, results, plots) in one commit.
 
-    With ``model``, its in-memory weights and config are published instead of the folder's (the
-    folder, if any, still gives the run config, results and plots). Returns the commit URL.
+    With ``model`` (or a model given as ``folder``), its in-memory weights and config are published
+    instead of the folder's (the folder, default the one the model was loaded from, still gives the
+    run config, results and plots). Returns the commit URL.
     """
+    if folder is not None and not isinstance(folder, str | Path):  # a model object
+        model, loaded_from = folder, getattr(folder, "name_or_path", "")
+        folder = loaded_from if loaded_from and Path(loaded_from).is_dir() else None
     folder = Path(folder) if folder else None
     if model is None and (folder is None or not (folder / "config.json").is_file()):
         raise HubError(f"{folder} is not a model folder (no config.json): pass a `seqmeta train` model/ folder")

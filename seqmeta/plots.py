@@ -72,7 +72,7 @@ def plot_per_task(results: dict[str, Any], path: Path) -> Path:
 
 def plot_training_log(log_path: str | Path, path: Path) -> Path:
     """Training and held-out validation losses against the step."""
-    from seqmeta.trainer import read_log
+    from seqmeta.results import read_log
 
     plt = _pyplot()
     log = read_log(log_path)

@@ -38,8 +38,11 @@ import numpy as np
 import torch
 
 from seqmeta.configs import option, read_yaml, save_config
+from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
+from seqmeta.evaluation import family_envs, own_rounds
 from seqmeta.io import atomic_directory, atomic_write_json
+from seqmeta.prompts import cut_prompts
 from seqmeta.trainer import EpisodeBatches, LoopConfig, episodes_of_quality, fit, save_model
 
 logger = logging.getLogger(__name__)
@@ -140,8 +143,6 @@ def explore(
     ``true_rewards`` (per step, for measuring the labels only: never trained on under ``predicted``)
     and ``returns`` (rounds, tasks x episodes) of true returns.
     """
-    from seqmeta.evaluation import _prompts_from, own_rounds, rollout_episodes
-
     if labels not in ("predicted", "true"):
         raise ConfigError(f"explore labels must be predicted or true, got {labels!r}")
     family, params = data.family, data.family.task_set(data.meta["task_set"]).params
@@ -155,24 +156,28 @@ def explore(
         ep = data.episodes
         offline = ep["quality"] == "expert" if "expert" in data.meta["qualities"] else np.ones(len(ep["quality"]), bool)
         rows = np.flatnonzero(np.isin(ep["task_index"], slot_task) & offline)
-        context = _prompts_from(model, data, slot_task, seed + 17, episodes=rows)
+        context = cut_prompts(model.config, data, slot_task, seed + 17, episodes=rows)
         make_labeler = partial(RewardLabeler, model, context)
     history = own_rounds(
         model,
-        family,
-        [params[t] for t in slot_task],
+        family_envs(family, [params[t] for t in slot_task]),
+        family.horizon,
         rounds,
         lambda prompts, history: np.full(len(slot_task), target),
         seed,
         progress,
         make_labeler,
     )
-    episodes = rollout_episodes(history, slot_task, [f"online-r{r}" for r in range(rounds)])
-    true = [h["true_reward"][i, :n] for h in history for i, n in enumerate(h["lengths"])]  # same order
+    episodes = []
+    for r, h in enumerate(history):
+        e = h.episodes
+        episodes.append(
+            dataclasses.replace(e, task_index=slot_task[h.slot], quality=np.full(len(h.slot), f"online-r{r}", object))
+        )
     return {
-        "episodes": episodes,
-        "true_rewards": np.concatenate(true),
-        "returns": np.stack([h["returns"] for h in history]),
+        "episodes": Episodes.concatenate(episodes),
+        "true_rewards": np.concatenate([h.env_rewards for h in history]).astype(np.float32),
+        "returns": np.stack([h.returns for h in history]),
     }
 
 
@@ -240,11 +245,11 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
     last checkpoint, so ``resume`` (the CLI's ``--resume``) changes nothing: running again resumes.
     """
     from seqmeta.data.dataset import load_trajectories, write_dataset
-    from seqmeta.models import PromptDTModel
+    from seqmeta.models import load_model
 
     if not config.model or not config.data:
         raise ConfigError("self-supervision needs --model DIR (an offline meta-trained model) and --data DIR")
-    data, model = load_trajectories(config.data), PromptDTModel.from_pretrained(config.model)
+    data, model = load_trajectories(config.data), load_model(config.model)
     tasks = _check(config, model, data)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -264,7 +269,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
             if not (online_dir / "state.json").exists() or not (stage / "exploration.json").exists():
                 logger.info("iteration %d: exploring %d training tasks (%s rewards)", i, len(tasks), config.labels)
                 found = explore(
-                    PromptDTModel.from_pretrained(current),
+                    load_model(current),
                     data,
                     tasks,
                     config.rounds,
@@ -298,7 +303,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
         report["iterations"].append(entry)
     final = out / "model"
     with atomic_directory(final, overwrite=True) as tmp:
-        PromptDTModel.from_pretrained(current).save_pretrained(tmp)
+        load_model(current).save_pretrained(tmp)
         save_config(config, tmp / "self_supervise_config.yaml")
     atomic_write_json(out / "self_supervise.json", report)
     return final
@@ -312,9 +317,9 @@ def _offline_segment_length(model_dir: str, context_length: int) -> int:
 
 
 def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Path, resume: bool) -> Path:
-    from seqmeta.models import PromptDTConfig, PromptDTModel
+    from seqmeta.models import load_model, load_model_config
 
-    mcfg = PromptDTConfig.from_pretrained(model_dir)
+    mcfg = load_model_config(model_dir)
     options = dict(
         segment_length=segment,
         batch_size=config.batch_size,
@@ -333,7 +338,7 @@ def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Pat
     run_config = dataclasses.replace(config, output_dir=str(stage))
     accelerator, model = fit(
         run_config,
-        build_model=lambda: PromptDTModel.from_pretrained(model_dir),
+        build_model=lambda: load_model(model_dir),
         make_batches=make_batches,
         resume=resume and (stage / "checkpoints").exists(),
         config_name="self_supervise_config.yaml",

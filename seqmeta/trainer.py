@@ -33,11 +33,11 @@ from tqdm.auto import tqdm
 from seqmeta.configs import option, read_yaml, save_config
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_directory, atomic_write_text
-from seqmeta.models import PromptDTConfig, PromptDTModel
+from seqmeta.models import build_model, model_fields
+from seqmeta.results import LOG_FILE, read_log
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train_log.jsonl"
 # Fields a resumed run may change: how long it runs and what it reports, not what it learns.
 RESUMABLE_CHANGES = frozenset(
     {"max_steps", "checkpoint_every", "log_every", "eval_every", "eval_batches", "rollout_every", "rollout_episodes"}
@@ -91,9 +91,9 @@ class TrainConfig(LoopConfig):
     rollout_episodes: int = option(5, "episodes per held-out task in each of those rollouts")
 
     def model_options(self) -> dict:
-        """The fields that configure the model: those named like a ``PromptDTConfig`` field."""
-        model_fields = PromptDTConfig.__dataclass_fields__
-        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name in model_fields}
+        """The fields that configure the model: those named like a model config field."""
+        fields = model_fields()
+        return {name: getattr(self, name) for name in self.__dataclass_fields__ if name in fields}
 
 
 # ---- batches ------------------------------------------------------------------------------------
@@ -238,15 +238,6 @@ def _jsonl_tracker(path: Path):
                 f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
 
     return JsonLinesTracker()
-
-
-def read_log(path: str | Path) -> list[dict[str, float]]:
-    """The entries of a ``train_log.jsonl``; where a resumed run logged a step again, the last entry wins."""
-    entries: dict[tuple, dict] = {}
-    for line in Path(path).read_text().splitlines():
-        entry = json.loads(line)
-        entries[(entry["step"], tuple(sorted(entry)))] = entry
-    return sorted(entries.values(), key=lambda e: e["step"])
 
 
 def _complete_checkpoints(checkpoint_dir: Path, config_name: str) -> list[Path]:
@@ -495,7 +486,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
 
     accelerator, model = fit(
         config,
-        build_model=lambda: PromptDTModel(PromptDTConfig.from_dataset(data, **config.model_options())),
+        build_model=lambda: build_model(data, **config.model_options()),
         make_batches=lambda seed: EpisodeBatches(
             data, **options, return_dropout=config.return_dropout, tasks=train_tasks, seed=seed
         ),

@@ -1,7 +1,7 @@
 import json
 
 from seqmeta.cli import main
-from seqmeta.evaluation import load_results
+from seqmeta.results import load_results
 
 
 def test_demo_pipeline_end_to_end_at_small_scale(tmp_path, capsys):

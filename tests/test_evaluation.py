@@ -6,7 +6,8 @@ import pytest
 from seqmeta.cli import main
 from seqmeta.data.collect import collect_dataset
 from seqmeta.errors import ConfigError, TaskSelectionError
-from seqmeta.evaluation import SCHEMA, EvalProtocol, evaluate, load_results
+from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.results import SCHEMA, load_results
 from seqmeta.models import PromptDTConfig, PromptDTModel
 
 

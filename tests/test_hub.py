@@ -209,7 +209,7 @@ def test_real_hub_round_trip(model_dir, tmp_path):
         api.delete_repo(repo, missing_ok=True)
 
 
-def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_files(model_dir, tmp_path, monkeypatch):
+def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_files(model_dir, tmp_path, monkeypatch):
     import torch
 
     staged = tmp_path / "staged"
@@ -227,7 +227,7 @@ def test_model_push_to_hub_publishes_the_in_memory_weights_with_the_folder_run_f
     model = PromptDTModel.from_pretrained(folder)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # differs from the folder's weights now
-    assert model.push_to_hub("tester/changed") == "loopback/tester/changed"
+    assert seqmeta.push_model(model, "tester/changed") == "loopback/tester/changed"
     pushed = PromptDTModel.from_pretrained(staged)
     for name, value in model.state_dict().items():
         assert torch.equal(pushed.state_dict()[name], value), name

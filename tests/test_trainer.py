@@ -15,7 +15,8 @@ from seqmeta.cli import main
 from seqmeta.configs import load_config, save_config
 from seqmeta.errors import ConfigError
 from seqmeta.finetune import FinetuneConfig
-from seqmeta.trainer import TrainConfig, read_log, train
+from seqmeta.results import read_log
+from seqmeta.trainer import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
 

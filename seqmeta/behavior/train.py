@@ -27,7 +27,7 @@ from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from seqmeta.behavior.evaluate import run_episodes
+from seqmeta.behavior.evaluate import run_goal_conditioned
 from seqmeta.behavior.sac import SAC, ReplayBuffer, SACHyperparameters
 from seqmeta.io import atomic_write_json, atomic_write_text
 from seqmeta.tasks import TaskFamily, get_family
@@ -74,7 +74,7 @@ def evaluate_actor(actor, family: TaskFamily, task_indices: list[int], seed: int
         x = torch.from_numpy(np.concatenate([obs, goals], -1).astype(np.float32))
         return _scale_action(actor(x, deterministic=True)[0].numpy(), family.action_space)
 
-    result = run_episodes(family, task_indices, act, episodes=1, seed=seed)
+    result = run_goal_conditioned(family, task_indices, act, episodes=1, seed=seed)
     return {"return": result["return"][0].tolist(), "mean_velocity": result["mean_velocity"][0].tolist()}
 
 

@@ -3,16 +3,75 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
-from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from tqdm.auto import tqdm
 
-from seqmeta.behavior.policies import load_behavior_policy
+from seqmeta.behavior.policies import BehaviorPolicy, load_behavior_policy
 from seqmeta.data.episodes import Episodes
+from seqmeta.rollout import run_episodes
 from seqmeta.tasks import TaskFamily
 
 TARGET_BATCH = 64  # env copies stepped together: enough to amortize one batched policy call
+
+
+class BehaviorActor:
+    """A behavior policy as a policy of the rollout engine: it acts on each env's goal features."""
+
+    def __init__(self, policy: BehaviorPolicy, goals: np.ndarray, rng: np.random.Generator):
+        self.policy, self.goals, self.rng = policy, goals, rng
+
+    def start_episodes(self, slots: np.ndarray, observations: np.ndarray) -> None:
+        self.policy.start_episodes(slots, self.rng)
+
+    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+        return self.policy.act(observations, self.goals, self.rng)
+
+
+def collect_episodes(
+    family: TaskFamily | str,
+    quality: str,
+    params: Sequence[dict[str, Any]],
+    episodes_per_task: int,
+    seed: int = 0,
+    progress: bool = True,
+    task_index: Sequence[int] | None = None,
+) -> Episodes:
+    """``episodes_per_task`` episodes of the family's ``quality`` behavior policy (expert, medium,
+    mixed, random) in each task given by its parameters, e.g. ``[{"goal_velocity": 3.4}]``: any
+    parameter value, not only the family's task lists. Episodes come in task order; ``task_index``
+    (default 0, 1, ...) tags each task's episodes. Deterministic for a given seed.
+
+    Each task runs in one or more env copies of one vector env; an env resets in the step its
+    episode ends, and the final observation of an episode is dropped, as datasets store (s_t, a_t, r_t).
+    """
+    from seqmeta.tasks import get_family
+
+    family = get_family(family) if isinstance(family, str) else family
+    if episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+    params = list(params)
+    if not params:
+        raise ValueError("no task parameters were given; name at least one task")
+    tags = np.arange(len(params)) if task_index is None else np.asarray(task_index, np.int64)
+    copies = max(1, min(episodes_per_task, TARGET_BATCH // len(params)))
+    slot_task = np.repeat(np.arange(len(params)), copies)
+    # Split each task's episodes over its copies; the first copies take the remainder.
+    per_copy = [episodes_per_task // copies + (c < episodes_per_task % copies) for c in range(copies)]
+    goals = np.stack([family.goal_features(params[t]) for t in slot_task])
+    policy = load_behavior_policy(family, quality, len(slot_task))
+    out = run_episodes(
+        [partial(family.make_env, params[t]) for t in slot_task],
+        BehaviorActor(policy, goals, np.random.default_rng(seed)),
+        max_steps=family.horizon,
+        seed=seed,
+        episodes_per_env=np.tile(per_copy, len(params)),
+        task_index=tags[slot_task],
+        quality=quality,
+        progress=f"collect {family.name}/{quality}" if progress else False,
+    )
+    return out.episodes
 
 
 def rollout(
@@ -24,69 +83,10 @@ def rollout(
     seed: int = 0,
     progress: bool = True,
 ) -> Episodes:
-    """Collect ``episodes_per_task`` episodes of each task with the ``quality`` behavior policy.
-
-    Deterministic for a given seed. Each sub-env of a ``SyncVectorEnv`` is one task (several copies
-    when there are few tasks); episodes reset in the same step they end (``SAME_STEP``), and the
-    final observation of an episode is dropped, as datasets store (s_t, a_t, r_t) rows.
-    """
-    if episodes_per_task < 1:
-        raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+    """``collect_episodes`` on tasks of one of the family's task sets, tagged with their indices."""
     params = family.task_set(task_set).params
-    copies = max(1, min(episodes_per_task, TARGET_BATCH // max(len(task_indices), 1)))
-    slot_task = np.repeat(np.asarray(task_indices, dtype=np.int64), copies)
-    # Split each task's episodes over its copies; the first copies take the remainder.
-    per_copy = [episodes_per_task // copies + (c < episodes_per_task % copies) for c in range(copies)]
-    quota = np.tile(per_copy, len(task_indices))
-    goals = np.stack([family.goal_features(params[t]) for t in slot_task])
-    envs = SyncVectorEnv(
-        [lambda p=params[t]: family.make_env(p) for t in slot_task],
-        autoreset_mode=AutoresetMode.SAME_STEP,
-    )
-    n = len(slot_task)
-    policy = load_behavior_policy(family, quality, n)
-    rng = np.random.default_rng(seed)
-    obs, _ = envs.reset(seed=seed)
-    policy.start_episodes(np.arange(n), rng)
-
-    buffers: list[list[tuple]] = [[] for _ in range(n)]
-    done_count = np.zeros(n, dtype=np.int64)
-    finished: list[tuple[int, int, list[tuple]]] = []  # (task, slot, steps)
-    total = int(quota.sum())
-    bar = tqdm(total=total, desc=f"collect {family.name}/{quality}", unit="ep", disable=not progress)
-    while (done_count < quota).any():
-        actions = policy.act(obs, goals, rng)
-        next_obs, rewards, terminated, truncated, _ = envs.step(actions)
-        ended = []
-        for i in range(n):
-            if done_count[i] >= quota[i]:
-                continue  # this copy has its episodes; it idles until the others finish
-            buffers[i].append((obs[i], actions[i], rewards[i], terminated[i], truncated[i]))
-            if terminated[i] or truncated[i]:
-                finished.append((int(slot_task[i]), i, buffers[i]))
-                buffers[i] = []
-                done_count[i] += 1
-                ended.append(i)
-                bar.update(1)
-        if ended:
-            policy.start_episodes(np.asarray(ended), rng)
-        obs = next_obs
-    bar.close()
-    envs.close()
-    finished.sort(key=lambda f: (f[0], f[1]))  # stable: task, then copy, then episode order
-    return Episodes.from_list([_stack(task, steps) for task, _, steps in finished], quality)
-
-
-def _stack(task: int, steps: list[tuple]) -> dict:
-    obs, act, rew, term, trunc = zip(*steps, strict=True)
-    return {
-        "observations": np.stack(obs),
-        "actions": np.stack(act),
-        "rewards": np.asarray(rew),
-        "terminated": np.asarray(term),
-        "truncated": np.asarray(trunc),
-        "task_index": task,
-    }
+    indices = list(task_indices)
+    return collect_episodes(family, quality, [params[t] for t in indices], episodes_per_task, seed, progress, indices)
 
 
 def measure_returns(

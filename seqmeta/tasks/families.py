@@ -185,6 +185,33 @@ def list_families() -> list[str]:
     return list(_BUILDERS)
 
 
+def register_family(family: TaskFamily, replace: bool = False) -> TaskFamily:
+    """Make a user's task family known by name: ``get_family``, datasets, models, evaluation and the
+    CLI then treat it like seqmeta's own. Its ``env_id`` must be registered with gymnasium
+    (``gymnasium.register``), with ``horizon`` as its episode length. Returns the family.
+
+        family = seqmeta.TaskFamily(name="my-reach", env_id="MyReach-v0", horizon=50,
+            task_sets={"default": seqmeta.TaskSet("default", ({"goal": 0.3}, {"goal": 0.9}), (1,), "two goals")},
+            default_task_set="default", goal_features=lambda p: np.array([p["goal"]], np.float32),
+            sample_params=lambda rng: {"goal": float(rng.uniform())})
+        seqmeta.register_family(family)
+    """
+    if not isinstance(family, TaskFamily):
+        raise UnknownFamilyError(f"register_family takes a seqmeta.TaskFamily, got {type(family).__name__}")
+    if family.name in _BUILDERS and not replace:
+        raise UnknownFamilyError(
+            f"a task family called {family.name!r} exists already; choose another name or pass replace=True"
+        )
+    if family.env_id not in gym.registry:
+        raise UnknownFamilyError(
+            f"{family.name}: env id {family.env_id!r} is not registered with gymnasium; call "
+            f"gymnasium.register({family.env_id!r}, entry_point=..., max_episode_steps={family.horizon}) first"
+        )
+    _BUILDERS[family.name] = lambda: family
+    _FAMILIES[family.name] = family
+    return family
+
+
 def get_family(name: str) -> TaskFamily:
     """The family called ``name`` (built once, then cached)."""
     if name not in _BUILDERS:

@@ -95,6 +95,8 @@ class PromptDTPreTrainedModel(PreTrainedModel):
 
 
 class PromptDTModel(PromptDTPreTrainedModel):
+    lora_target_modules = ("c_attn", "c_proj", "c_fc")  # GPT-2's attention and MLP projections
+
     def __init__(self, config: PromptDTConfig):
         super().__init__(config)
         config.check_shapes()
@@ -276,43 +278,20 @@ class PromptDTModel(PromptDTPreTrainedModel):
                 f"{what}action has shape {tuple(action.shape)}; expected {(*observation.shape[:2], cfg.act_dim)}"
             )
 
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        folder: str | None = None,
-        private: bool = False,
-        revision: str | None = None,
-        commit_message: str | None = None,
-        dataset_repo: str | None = None,
-        token: str | None = None,
-    ) -> str:
-        """Publish this model with seqmeta's model card, in one commit; returns the commit URL.
-
-        The weights and config are this model's; the run config, ``eval_results.json`` and plots come
-        from ``folder`` (default: the local folder it was loaded from, if any). See ``seqmeta.hub``.
-        """
-        from pathlib import Path
-
-        from seqmeta.hub import push_model
-
-        source = folder or (self.name_or_path if self.name_or_path and Path(self.name_or_path).is_dir() else None)
-        return push_model(
-            source,
-            repo_id,
-            private=private,
-            revision=revision,
-            commit_message=commit_message,
-            dataset_repo=dataset_repo,
-            token=token,
-            model=self,
+    @torch.no_grad()
+    def value_at_start(self, observation: torch.Tensor, prompt: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """V(s_0) (B,): the value head at the first state (B, S), with the prompt and the return hidden."""
+        n, device = observation.shape[0], observation.device
+        out = self(
+            observation=observation[:, None],
+            action=torch.zeros(n, 1, self.config.act_dim, device=device),
+            reward=torch.zeros(n, 1, device=device),
+            return_to_go=torch.zeros(n, 1, device=device),
+            timestep=torch.zeros(n, 1, dtype=torch.long, device=device),
+            prompt=prompt,
+            hide_return=torch.ones(n, dtype=torch.bool, device=device),
         )
-
-    def agent(self, num_envs: int, prompts=None, target_returns=0.0, use_cache: bool = True):
-        """A batched, streaming policy over ``num_envs`` envs (see ``seqmeta.agent.Agent``)."""
-        from seqmeta.agent import Agent
-
-        return Agent(self, num_envs, prompts=prompts, target_returns=target_returns, use_cache=use_cache)
+        return out.value_preds[:, 0]
 
     def action_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """tanh head mapped onto the action box."""

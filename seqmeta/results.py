@@ -1,0 +1,45 @@
+"""Reading what runs write: ``eval_results.json`` (the evaluator's results) and ``train_log.jsonl``
+(the trainer's log). Plots, the Hub module and the CLI read results through here, never through the
+modules that write them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from seqmeta.errors import ConfigError
+
+SCHEMA = "seqmeta.eval_results/1"
+LOG_FILE = "train_log.jsonl"
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    results = json.loads(Path(path).read_text())
+    if results.get("schema") != SCHEMA:
+        raise ConfigError(f"{path} is not a seqmeta eval_results.json ({SCHEMA})")
+    return results
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The results as a text table: one row per prompt setting, one column per task."""
+    tasks = [p["task"] for p in results["settings"][0]["per_task"]]
+    scored = results["settings"][0]["normalized"] is not None
+    head = f"{'prompt traj.':>12} | " + " | ".join(f"task {t:>3}" for t in tasks) + " | mean return"
+    head += " | normalized" if scored else ""
+    lines = [f"{results['family']}, prompts: {results['protocol']['prompt_source']}", head, "-" * len(head)]
+    for s in results["settings"]:
+        row = f"{s['prompt_trajectories']:>12} | " + " | ".join(f"{p['mean']:>8.2f}" for p in s["per_task"])
+        row += f" | {s['mean_return']:>11.2f}" + (f" | {s['normalized']:>10.1f}" if scored else "")
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    """The entries of a ``train_log.jsonl``; where a resumed run logged a step again, the last entry wins."""
+    entries: dict[tuple, dict] = {}
+    for line in Path(path).read_text().splitlines():
+        entry = json.loads(line)
+        entries[(entry["step"], tuple(sorted(entry)))] = entry
+    return sorted(entries.values(), key=lambda e: e["step"])
