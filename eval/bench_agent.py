@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
+from seqmeta.agent import Agent
 from seqmeta.models import PromptDTConfig, PromptDTModel
 
 S, A, K, HIDDEN, LAYERS = 17, 6, 20, 128, 3
@@ -80,7 +81,7 @@ def bench_inference(ours: PromptDTModel, hf: DecisionTransformerModel, batches, 
         hf_s = timed(hf_step, calls)
         for p in prompts:
             prompt = make_prompt(n, p, rng)
-            agent = ours.agent(n, prompts=prompt, target_returns=0.0)
+            agent = Agent(ours, n, prompts=prompt, target_returns=0.0)
             agent.reset()
             obs = rng.standard_normal((n, S)).astype(np.float32)
             reward = np.zeros(n, np.float32)

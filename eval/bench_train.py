@@ -29,8 +29,8 @@ from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from seqmeta.data.dataset import load_trajectories, write_dataset
 from seqmeta.data.episodes import Episodes
-from seqmeta.tasks import get_family
 from seqmeta.results import read_log
+from seqmeta.tasks import get_family
 from seqmeta.trainer import EpisodeBatches, TrainConfig, train
 
 S, A, K, HIDDEN, LAYERS, TASKS, EPISODES, T = 17, 6, 20, 128, 3, 40, 5, 200

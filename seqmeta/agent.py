@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqmeta.errors import ConfigError
+from seqmeta.errors import ConfigError, EnvMismatchError
 from seqmeta.models.contract import SequenceModel
 from seqmeta.prompts import PROMPT_KEYS, empty_prompt
 
@@ -176,6 +176,11 @@ class Agent:
         if not self._started:
             self.reset()
         obs = self._observation(observation)
+        if self._t >= self.config.max_timestep:
+            raise EnvMismatchError(
+                f"step {self._t} of an episode is past the model's trained horizon of {self.config.max_timestep} "
+                "steps (its timestep embedding has no later steps): end episodes by then (max_steps)"
+            )
         if self._rtg is None:
             self.targets = self.resolve_targets(observation)
             self._rtg = torch.as_tensor(self.targets.astype(np.float32), device=self.device)

@@ -7,8 +7,8 @@ from seqmeta.cli import main
 from seqmeta.data.collect import collect_dataset
 from seqmeta.errors import ConfigError, TaskSelectionError
 from seqmeta.evaluation import EvalProtocol, evaluate
-from seqmeta.results import SCHEMA, load_results
 from seqmeta.models import PromptDTConfig, PromptDTModel
+from seqmeta.results import SCHEMA, load_results
 
 
 @pytest.fixture(scope="module")

@@ -227,7 +227,9 @@ def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_f
     model = PromptDTModel.from_pretrained(folder)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # differs from the folder's weights now
-    assert seqmeta.push_model(model, "tester/changed") == "loopback/tester/changed"
+    from seqmeta.hub import push_model
+
+    assert push_model(model, "tester/changed") == "loopback/tester/changed"
     pushed = PromptDTModel.from_pretrained(staged)
     for name, value in model.state_dict().items():
         assert torch.equal(pushed.state_dict()[name], value), name

@@ -38,7 +38,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (found := visit(nxt)):
                 return found
         stack.pop()
@@ -64,10 +64,17 @@ def test_no_import_circle():
 
 def test_models_know_nothing_of_agents_rollouts_hub_or_plots():
     graph = import_graph()
-    above = ("seqmeta.agent", "seqmeta.rollout", "seqmeta.hub", "seqmeta.plots", "seqmeta.evaluation", "seqmeta.trainer")
+    above = {
+        "seqmeta.agent",
+        "seqmeta.rollout",
+        "seqmeta.hub",
+        "seqmeta.plots",
+        "seqmeta.evaluation",
+        "seqmeta.trainer",
+    }
     for module, targets in graph.items():
         if module.startswith("seqmeta.models"):
-            assert not targets & set(above), (module, targets & set(above))
+            assert not targets & above, (module, targets & above)
 
 
 def test_the_cycle_finder_finds_a_cycle():

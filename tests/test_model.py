@@ -4,6 +4,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 import seqmeta  # noqa: F401  (registers the Auto classes)
+from seqmeta.agent import Agent
 from seqmeta.models import PromptDTConfig, PromptDTModel
 
 S, A = 5, 3
@@ -161,7 +162,7 @@ def test_model_agent_is_numpy_in_numpy_out():
     # exactness of the streamed actions is tested in test_agent.py
     model = tiny()
     _, prompt = batch(b=2)
-    agent = model.agent(num_envs=2, prompts={k: v.numpy() for k, v in prompt.items()}, target_returns=5.0)
+    agent = Agent(model, 2, prompts={k: v.numpy() for k, v in prompt.items()}, target_returns=5.0)
     action = agent.act(np.zeros((2, S), np.float32))
     assert action.shape == (2, A) and action.dtype == np.float32
 
@@ -172,7 +173,7 @@ def test_config_from_dataset_carries_the_normalization(point_robot_dataset):
     assert (config.state_dim, config.act_dim, config.family) == (2, 2, "point-robot")
     assert config.state_mean == stats["observation_mean"] and config.return_scale == stats["return_scale"]
     assert np.allclose(config.action_low, [-0.1, -0.1]) and config.max_timestep == 20
-    assert PromptDTModel(config).agent(3, prompts=None).config.hidden_size == 32
+    assert Agent(PromptDTModel(config), 3, prompts=None).config.hidden_size == 32
 
 
 def small_batch(steps: int) -> dict[str, torch.Tensor]:

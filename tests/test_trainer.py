@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
+from seqmeta.agent import Agent
 from seqmeta.cli import main
 from seqmeta.configs import load_config, save_config
 from seqmeta.errors import ConfigError
@@ -149,7 +150,7 @@ def test_train_verb_reads_a_recipe_and_flags_override_it(point_robot_dataset, tm
     prompt = {k: np.zeros((2, 5, 2)) for k in ("observation", "action")}
     prompt |= {k: np.zeros((2, 5)) for k in ("reward", "return_to_go")}
     prompt |= {"timestep": np.zeros((2, 5), int), "attention_mask": np.ones((2, 5), bool)}
-    assert model.agent(2, prompts=prompt).act(np.zeros((2, 2))).shape == (2, 2)
+    assert Agent(model, 2, prompts=prompt).act(np.zeros((2, 2))).shape == (2, 2)
 
 
 def test_bad_recipes_are_refused_with_the_fix(tmp_path, capsys):

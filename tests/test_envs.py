@@ -1,0 +1,166 @@
+"""Your own task: a plain gymnasium env seqmeta does not know, prompted with in-memory demos."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import seqmeta
+from seqmeta.agent import Agent
+from seqmeta.errors import EnvMismatchError
+from seqmeta.prompts import prompts_from_episodes
+
+
+class Slide(gym.Env):
+    """A 2-d point that slides toward where it is pushed; reward: -|x - goal| summed over axes (L1, not
+    seqmeta's L2), success within 0.1 of the goal. No seqmeta family has this reward."""
+
+    def __init__(self, goal=(0.5, -0.3), horizon=15, obs_dim=2, act_high=0.1):
+        self.goal = np.asarray(goal, np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        self.action_space = gym.spaces.Box(-act_high, act_high, (2,), np.float32)
+        self.horizon = horizon
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.x = 0, self.np_random.uniform(-0.1, 0.1, 2).astype(np.float32)
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.resize(self.x, self.observation_space.shape).astype(np.float32)
+
+    def step(self, action):
+        self.x = self.x + np.clip(action, -0.1, 0.1).astype(np.float32)
+        self.t += 1
+        distance = float(np.abs(self.x - self.goal).sum())
+        return self._obs(), -distance, False, self.t >= self.horizon, {"success": distance < 0.1}
+
+
+def expert_demos(n=2, seed=0):
+    demos = []
+    for k in range(n):
+        env = Slide()
+        obs, _ = env.reset(seed=100 + seed + k)
+        steps = {"observations": [], "actions": [], "rewards": []}
+        done = False
+        while not done:
+            action = np.clip(env.goal - obs, -0.1, 0.1)
+            steps["observations"].append(obs)
+            steps["actions"].append(action)
+            obs, reward, term, trunc, _ = env.step(action)
+            steps["rewards"].append(reward)
+            done = term or trunc
+        demos.append({k: np.asarray(v) for k, v in steps.items()})
+    return demos
+
+
+@pytest.fixture(scope="module")
+def model(tiny_trained_model):
+    return seqmeta.load_model(tiny_trained_model)
+
+
+def hand_written_loop(model, demos, episodes, seed, target):
+    """The loop a user would write: one env per episode, seeded seed + i, the agent for all of them."""
+    envs = [Slide() for _ in range(episodes)]
+    obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
+    prompts = prompts_from_episodes(model.config, demos, episodes, seed=seed)
+    agent = Agent(model, episodes, prompts=prompts, target_returns=target)
+    returns, alive, reward = np.zeros(episodes), np.ones(episodes, bool), None
+    for _ in range(15):
+        action = agent.act(obs, reward)
+        steps = [env.step(a) for env, a in zip(envs, action, strict=True)]
+        obs = np.stack([s[0] for s in steps])
+        reward = np.array([s[1] for s in steps])
+        returns += reward * alive
+        alive &= ~np.array([s[2] or s[3] for s in steps])
+    return returns
+
+
+def test_user_env_with_in_memory_demos_equals_a_hand_written_loop(model):
+    demos = expert_demos()
+    result = seqmeta.evaluate_env(model, Slide, demos=demos, episodes=6, seed=11, max_steps=15)
+    expected = hand_written_loop(model, demos, 6, 11, target=float(max(d["rewards"].sum() for d in demos)))
+    assert np.array_equal(result.returns, expected)
+    assert result.rollouts.lengths.tolist() == [15] * 6 and result.success.shape == (6,)
+    assert np.allclose(result.target_returns, max(d["rewards"].sum() for d in demos))
+    # the prompt is read: demos with other rewards change what the model does
+    other = [dict(d, rewards=d["rewards"] * 0.2) for d in demos]
+    changed = seqmeta.evaluate_env(model, Slide, demos=other, episodes=6, seed=11, max_steps=15)
+    assert not np.array_equal(changed.returns, expected)
+
+
+def test_no_prompt_and_value_target(model):
+    result = seqmeta.evaluate_env(model, Slide, demos=None, episodes=3, seed=0, target_return="model", max_steps=15)
+    assert result.returns.shape == (3,) and np.isfinite(result.target_returns).all()
+
+
+def test_success_is_any_step_of_the_episode(model):
+    from seqmeta.rollout import run_episodes
+
+    class Expert:
+        def start_episodes(self, slots, observations):
+            pass
+
+        def act(self, observations, rewards):
+            return np.clip(np.array([0.5, -0.3]) - observations, -0.1, 0.1)
+
+    out = run_episodes([Slide, lambda: Slide(goal=(5.0, 5.0))], Expert(), max_steps=15, seed=0)
+    assert out.success.tolist() == [True, False]
+    assert np.allclose(out.returns, [out.env_rewards[:15].sum(), out.env_rewards[15:].sum()])
+
+
+@pytest.mark.parametrize(
+    ("env", "kwargs", "match"),
+    [
+        (lambda: Slide(obs_dim=3), {}, "width 2"),
+        (lambda: Slide(act_high=0.05), {}, "RescaleAction"),
+        (lambda: Slide(horizon=40), {"max_steps": 40}, "trained horizon"),
+        (Slide, {"demos": [dict(d, rewards=d["rewards"] * 1e4) for d in expert_demos()]}, "rescale the env's rewards"),
+    ],
+)
+def test_an_env_that_does_not_fit_is_refused_before_it_runs(model, env, kwargs, match):
+    with pytest.raises(EnvMismatchError, match=match):
+        seqmeta.evaluate_env(model, env, episodes=2, **({"max_steps": 15} | kwargs))
+
+
+def test_the_agent_refuses_steps_past_its_horizon(model):
+    agent = Agent(model, 1, target_returns=0.0)
+    obs = np.zeros((1, 2), np.float32)
+    agent.act(obs)
+    for _ in range(model.config.max_timestep - 1):
+        agent.act(obs, np.zeros(1))
+    with pytest.raises(EnvMismatchError, match="trained horizon"):
+        agent.act(obs, np.zeros(1))
+
+
+def test_bad_demos_are_refused(model):
+    with pytest.raises(ValueError, match="demos"):
+        prompts_from_episodes(model.config, [], 2)
+    with pytest.raises(ValueError, match="NaN"):
+        prompts_from_episodes(model.config, [dict(expert_demos()[0], rewards=np.full(15, np.nan))], 2)
+    with pytest.raises(ValueError, match="3-dimensional"):
+        prompts_from_episodes(model.config, [dict(expert_demos()[0], observations=np.zeros((15, 3)))], 2)
+
+
+def test_a_user_family_registers_and_collects_at_any_parameter(tmp_path):
+    from seqmeta.data.collect import collect_episodes
+
+    family = seqmeta.get_family("point-robot")
+    episodes = collect_episodes(family, "expert", [{"goal": [3.0, -2.0]}, {"goal": [0.2, 0.2]}], 2, progress=False)
+    assert episodes.num_episodes == 4 and episodes.task_index.tolist() == [0, 0, 1, 1]
+    last = episodes.observations[episodes.starts[1] + episodes.lengths[1] - 1]
+    assert np.linalg.norm(last - [3.0, -2.0]) < np.linalg.norm([3.0, -2.0])  # it heads for the new goal
+    if "test/Slide-v0" not in gym.registry:
+        gym.register("test/Slide-v0", entry_point=Slide, max_episode_steps=15)
+    mine = seqmeta.TaskFamily(
+        name="test-slide",
+        env_id="test/Slide-v0",
+        horizon=15,
+        task_sets={"default": seqmeta.TaskSet("default", ({"goal": [0.5, -0.3]}, {"goal": [-0.4, 0.2]}), (1,), "2")},
+        default_task_set="default",
+        goal_features=lambda p: np.asarray(p["goal"], np.float32),
+        sample_params=lambda rng: {"goal": rng.uniform(-1, 1, 2).tolist()},
+    )
+    seqmeta.register_family(mine, replace=True)
+    assert seqmeta.get_family("test-slide") is mine and "test-slide" in seqmeta.list_families()
+    with pytest.raises(KeyError, match="exists already"):
+        seqmeta.register_family(mine)
