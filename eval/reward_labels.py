@@ -35,10 +35,10 @@ def main() -> None:
 
     model = PromptDTModel.from_pretrained(args.model)
     data = load_trajectories(args.data)
-    tasks = data.family.task_set(data.meta["task_set"]).select(args.tasks)
+    tasks = data.task_set.select(args.tasks)
     found = explore(model, data, tasks, args.rounds, args.episodes_per_task, seed=args.seed)
     predicted, true = found["episodes"].rewards, found["true_rewards"]
-    train_tasks = data.family.task_set(data.meta["task_set"]).train_indices
+    train_tasks = data.task_set.train_indices
     offline_mean = float(data.column("reward")[np.isin(data.column("task_index"), train_tasks)].mean())
     report = {
         "tasks": [int(t) for t in tasks],

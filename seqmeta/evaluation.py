@@ -191,7 +191,7 @@ def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
     if rule == "fixed":
         return np.full(len(tasks), fixed)
     if rule == "oracle":
-        expert = data.family.reference_returns(data.meta["task_set"])["expert"]
+        expert = data.reference_returns()["expert"]
         if any(expert[t] is None for t in tasks):
             raise ConfigError(f"no expert reference returns for {data.meta['family']}: choose another target_return")
         return np.asarray([expert[t] for t in tasks], np.float64)
@@ -204,7 +204,7 @@ def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
 
 def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Every (setting x task x episode) of an offline prompt source as one batch."""
-    family, params = data.family, data.family.task_set(data.meta["task_set"]).params
+    family, params = data.family, data.task_set.params
     rng = np.random.default_rng(protocol.seed)
     slot_setting = np.repeat(settings, len(tasks) * protocol.episodes)
     slot_task = np.tile(np.repeat(tasks, protocol.episodes), len(settings))
@@ -238,7 +238,7 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
 
 def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """Rounds: round r is prompted with the agent's own episodes of rounds < r in the same task."""
-    family, params = data.family, data.family.task_set(data.meta["task_set"]).params
+    family, params = data.family, data.task_set.params
     slot_task = np.repeat(tasks, protocol.episodes)
     envs = family_envs(family, [params[t] for t in slot_task])
 
@@ -272,8 +272,7 @@ def evaluate(
         raise ConfigError("the protocol needs data: the offline dataset of the family (--data DIR)")
     data = load_trajectories(protocol.data)
     settings = _check(model, data, protocol)
-    task_set_name = data.meta["task_set"]
-    tasks = np.asarray(data.family.task_set(task_set_name).select(protocol.tasks))
+    tasks = np.asarray(data.task_set.select(protocol.tasks))
     start = time.perf_counter()
     model.eval()
     sweep = _own_sweep if protocol.prompt_source == "own" else _offline_sweep
@@ -293,8 +292,8 @@ def evaluate(
 def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds: float) -> dict[str, Any]:
     """``returns``: {setting: (returns, target returns)}, each (tasks, episodes)."""
     family, task_set_name = data.family, data.meta["task_set"]
-    ts = family.task_set(task_set_name)
-    refs = family.reference_returns(task_set_name)
+    ts = data.task_set
+    refs = data.reference_returns()
     has_refs = all(refs["random"][t] is not None and refs["expert"][t] is not None for t in tasks)
     settings = []
     for k, (table, targets) in returns.items():
@@ -334,6 +333,7 @@ def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds:
         "task_set": task_set_name,
         "split": {"train": list(ts.train_indices), "test": list(ts.test_indices)},
         "protocol": dataclasses.asdict(protocol)
+        | {"data": str(Path(protocol.data).resolve())}
         | {"prompt_shape": [model.config.num_prompt_segments, model.config.prompt_length]},
         "reference_returns": {level: [refs[level][t] for t in tasks] for level in ("random", "expert")},
         "settings": settings,
@@ -355,7 +355,7 @@ def evaluate_with_demos(
     its target return is the best demo return of the task.
     """
     family = data.family
-    task_params = family.task_set(data.meta["task_set"]).params
+    task_params = data.task_set.params
     tasks = np.repeat(np.asarray(sorted(demos)), episodes)
     rows = [r for t in sorted(demos) for r in demos[t]]
     prompts = cut_prompts(model.config, data, tasks, seed, episodes=rows) if model.config.use_prompt else None

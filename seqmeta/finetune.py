@@ -62,7 +62,7 @@ def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]
     if trajectories < 1:
         raise ConfigError(f"trajectories must be >= 1, got {trajectories}")
     present = sorted(set(data.episodes["task_index"].tolist()))
-    chosen = present if tasks == "all" else data.family.task_set(data.meta["task_set"]).select(tasks)
+    chosen = present if tasks == "all" else data.task_set.select(tasks)
     return {int(task): data.first_episodes(task, trajectories) for task in chosen}
 
 

@@ -145,7 +145,7 @@ def explore(
     """
     if labels not in ("predicted", "true"):
         raise ConfigError(f"explore labels must be predicted or true, got {labels!r}")
-    family, params = data.family, data.family.task_set(data.meta["task_set"]).params
+    family, params = data.family, data.task_set.params
     slot_task = np.repeat(np.asarray(tasks), episodes_per_task)
     try:
         target = float(data.episodes["return"].max()) if target_return == "fixed" else float(target_return)
@@ -230,7 +230,7 @@ def _check(config: SelfSuperviseConfig, model, data) -> list[int]:
     model.config.check_fits(data)
     if model.config.family and model.config.family != data.meta["family"]:
         raise ConfigError(f"the model was trained on {model.config.family}; {data.path} holds {data.meta['family']}")
-    task_set = data.family.task_set(data.meta["task_set"])
+    task_set = data.task_set
     present = set(np.unique(data.episodes["task_index"]).tolist())
     tasks = [t for t in task_set.train_indices if t in present]
     if not tasks:

@@ -447,7 +447,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if not config.data:
         raise ConfigError("no training data: set data in the recipe or pass --data DIR (a `seqmeta collect` folder)")
     data = load_trajectories(config.data)
-    task_set = data.family.task_set(data.meta["task_set"])
+    task_set = data.task_set
     present = set(np.unique(data.episodes["task_index"]).tolist())
     train_tasks = [t for t in task_set.train_indices if t in present]
     held_out = [t for t in task_set.test_indices if t in present and t not in task_set.train_indices]

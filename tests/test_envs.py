@@ -164,3 +164,14 @@ def test_a_user_family_registers_and_collects_at_any_parameter(tmp_path):
     assert seqmeta.get_family("test-slide") is mine and "test-slide" in seqmeta.list_families()
     with pytest.raises(KeyError, match="exists already"):
         seqmeta.register_family(mine)
+
+
+def test_collect_a_task_list_of_your_own(tmp_path):
+    goals = ({"goal": [2.0, 2.0]}, {"goal": [-3.0, 1.0]}, {"goal": [0.0, -2.5]})
+    mine = seqmeta.TaskSet("far-goals", goals, (2,), "far")
+    data = seqmeta.collect_dataset("point-robot", "expert", str(tmp_path / "d"), episodes_per_task=2, task_set=mine)
+    again = seqmeta.load_trajectories(tmp_path / "d")
+    assert again.task_set == mine and again.task_set.train_indices == (0, 1)
+    assert data.meta["num_episodes"] == 6 and again.reference_returns()["expert"] == [None, None, None]
+    card = (tmp_path / "d" / "README.md").read_text()
+    assert "far-goals" in card and "-3.0" in card

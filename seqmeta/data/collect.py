@@ -11,7 +11,7 @@ import numpy as np
 from seqmeta.behavior.policies import BehaviorPolicy, load_behavior_policy
 from seqmeta.data.episodes import Episodes
 from seqmeta.rollout import run_episodes
-from seqmeta.tasks import TaskFamily
+from seqmeta.tasks import TaskFamily, TaskSet
 
 TARGET_BATCH = 64  # env copies stepped together: enough to amortize one batched policy call
 
@@ -105,7 +105,7 @@ def collect_dataset(
     out: str,
     tasks: str | Sequence[int] = "all",
     episodes_per_task: int = 20,
-    task_set: str | None = None,
+    task_set: str | TaskSet | None = None,
     seed: int = 0,
     overwrite: bool = False,
     command: str = "",
@@ -113,25 +113,30 @@ def collect_dataset(
 ):
     """Roll out each quality level on the selected tasks and write one dataset folder to ``out``.
 
-    ``tasks`` is ``"train"``, ``"test"``, ``"all"``, or task indices. Returns the loaded
-    ``TrajectoryDataset``. Nothing is written at ``out`` unless collection completes.
+    ``task_set`` names one of the family's task lists, or is a ``TaskSet`` of your own (any task
+    parameters, your own train/test split), e.g. ``TaskSet("mine", ({"goal_velocity": 3.4},), (0,), "one
+    fast task")``; the dataset's task table then holds exactly those tasks. ``tasks`` is ``"train"``,
+    ``"test"``, ``"all"``, or task indices of that list. Returns the loaded ``TrajectoryDataset``.
+    Nothing is written at ``out`` unless collection completes.
     """
     from seqmeta.data.dataset import load_trajectories, write_dataset
     from seqmeta.tasks import get_family
 
     family = get_family(family) if isinstance(family, str) else family
     qualities = [q.strip() for q in qualities.split(",")] if isinstance(qualities, str) else list(qualities)
-    indices = family.task_set(task_set).select(tasks)
+    chosen = task_set if isinstance(task_set, TaskSet) else family.task_set(task_set)
+    indices = chosen.select(tasks)
     behavior, parts = {}, []
     for k, quality in enumerate(qualities):
         policy = load_behavior_policy(family, quality, 1)  # validates the quality before any rollout
         behavior[quality] = policy.describe()
-        parts.append(rollout(family, quality, indices, episodes_per_task, task_set, seed + 1000 * k, progress))
+        params = [chosen.params[t] for t in indices]
+        parts.append(collect_episodes(family, quality, params, episodes_per_task, seed + 1000 * k, progress, indices))
     write_dataset(
         Episodes.concatenate(parts),
         family,
         out,
-        task_set,
+        chosen,
         behavior=behavior,
         command=command,
         overwrite=overwrite,

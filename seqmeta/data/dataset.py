@@ -31,7 +31,7 @@ from seqmeta import __version__
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import DatasetFormatError, DatasetNotFoundError, TaskSelectionError
 from seqmeta.io import atomic_directory, atomic_write_json
-from seqmeta.tasks import TaskFamily, get_family
+from seqmeta.tasks import TaskFamily, TaskSet, get_family
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def write_dataset(
     episodes: Episodes,
     family: TaskFamily,
     out: str | os.PathLike,
-    task_set: str | None = None,
+    task_set: str | TaskSet | None = None,
     behavior: dict[str, str] | None = None,
     command: str = "",
     overwrite: bool = False,
@@ -141,9 +141,10 @@ def write_dataset(
 
     ``behavior`` maps each quality to a description of the policy that produced it, and
     ``behavior_sees_task`` says whether that policy saw the task parameter (None: unknown);
-    ``extra_columns`` adds per-step columns (see ``to_hf_dataset``).
+    ``extra_columns`` adds per-step columns (see ``to_hf_dataset``). ``task_set`` is the name of one of
+    the family's task lists, or a ``TaskSet`` of the user's own (its parameters and split are stored).
     """
-    task_set_obj = family.task_set(task_set)
+    task_set_obj = task_set if isinstance(task_set, TaskSet) else family.task_set(task_set)
     episodes.validate(family, len(task_set_obj))
     ds = to_hf_dataset(episodes, extra_columns)
     counts = np.bincount(episodes.task_index, minlength=len(task_set_obj))
@@ -160,6 +161,7 @@ def write_dataset(
         "format_version": FORMAT_VERSION,
         "family": family.name,
         "task_set": task_set_obj.name,
+        "task_set_description": task_set_obj.description,
         "env_id": family.env_id,
         "horizon": family.horizon,
         "observation_dim": int(episodes.observations.shape[1]),
@@ -193,8 +195,20 @@ def render_dataset_card(meta: dict[str, Any]) -> str:
     family = get_family(meta["family"])
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["fmt"] = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)
-    return env.from_string(template).render(
-        meta=meta, family=family, task_set=family.task_set(meta["task_set"]), columns=COLUMNS
+    return env.from_string(template).render(meta=meta, family=family, task_set=stored_task_set(meta), columns=COLUMNS)
+
+
+def stored_task_set(meta: dict[str, Any]) -> TaskSet:
+    """The task list a dataset was collected on, from its own task table (parameters and split)."""
+    tasks = meta["tasks"]
+    description = meta.get("task_set_description")
+    if description is None:  # written before the table carried it: the family's own list of that name
+        description = get_family(meta["family"]).task_set(meta["task_set"]).description
+    return TaskSet(
+        name=meta["task_set"],
+        params=tuple(t["params"] for t in tasks),
+        test_indices=tuple(t["task_index"] for t in tasks if t["split"] == "test"),
+        description=description,
     )
 
 
@@ -239,6 +253,19 @@ class TrajectoryDataset:
     @cached_property
     def family(self) -> TaskFamily:
         return get_family(self.meta["family"])
+
+    @cached_property
+    def task_set(self) -> TaskSet:
+        """The tasks of this dataset (parameters and train/test split), from its task table."""
+        return stored_task_set(self.meta)
+
+    def reference_returns(self) -> dict[str, list[float | None]]:
+        """Per-task random and expert reference returns of the family, where the dataset's tasks are
+        the family's own task list of that name (else None: a user's task list has no references)."""
+        own = self.family.task_sets.get(self.meta["task_set"])
+        if own is None or list(own.params) != list(self.task_set.params):
+            return {level: [None] * len(self.task_set) for level in ("random", "expert")}
+        return self.family.reference_returns(self.meta["task_set"])
 
     @property
     def stats(self) -> dict[str, Any]:
