@@ -119,7 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         first = load_results(path)["settings"][0]
         baselines[name] = first["normalized"] if first["normalized"] is not None else first["mean_return"]
     model = load_model(args.model)
-    results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines)
+    results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines, videos=args.video)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")
 
@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", required=True, help="eval_results.json and the plots go here")
     p.add_argument("--config", default=None, help="a YAML protocol; flags given here override it")
     p.add_argument("--training-log", default=None, help="a train_log.jsonl to plot the training curves from")
+    p.add_argument("--video", type=int, default=0, help="also render N episodes as MP4s into --output-dir (MuJoCo)")
     p.add_argument(
         "--baseline",
         action="append",

@@ -260,8 +260,12 @@ def evaluate(
     training_log: str | Path | None = None,
     progress: bool = True,
     baselines: dict[str, float] | None = None,
+    videos: int = 0,
 ) -> dict[str, Any]:
     """Run the protocol's sweep; returns the results dict (and writes eval_results.json + plots).
+
+    ``videos``: that many extra episodes of the largest prompt setting (no prompt for the ``own``
+    source), one per test task in turn, rendered as ``video_task<T>_prompt<N>_<i>.mp4`` into ``output_dir``.
 
     ``baselines`` ({name: score}, normalized where the family has references) are drawn as lines on
     the adaptation curve, e.g. the score of a model trained without prompts.
@@ -285,8 +289,41 @@ def evaluate(
         from seqmeta.plots import plot_results
 
         results["plots"] = plot_results(results, out, training_log, baselines)
+        if videos:
+            results["videos"] = [p.name for p in _record_videos(model, data, protocol, settings, tasks, videos, out)]
         atomic_write_json(out / "eval_results.json", results)
     return results
+
+
+def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path) -> list[Path]:
+    from seqmeta.video import SIZE, record_agent_videos
+
+    k = 0 if protocol.prompt_source in ("own", "ood") else max(settings)
+    slot_task = np.asarray([tasks[i % len(tasks)] for i in range(count)])
+    prompts, best = None, np.full(count, np.nan)
+    if model.config.use_prompt:
+        prompts = empty_prompt(model.config, count)
+        if k:
+            rows = [r for t in np.unique(slot_task) for r in data.first_episodes(int(t), k, protocol.prompt_source)]
+            prompts = cut_prompts(model.config, data, slot_task, protocol.seed + k, episodes=rows)
+            best = np.array(
+                [
+                    data.episodes["return"][data.first_episodes(int(t), k, protocol.prompt_source)].max()
+                    for t in slot_task
+                ]
+            )
+    params = data.task_set.params
+    try:
+        env_fns = [
+            partial(data.family.make_env, params[t], render_mode="rgb_array", width=SIZE[0], height=SIZE[1])
+            for t in slot_task
+        ]
+        env_fns[0]().close()
+    except TypeError as e:
+        raise ConfigError(f"{data.family.name} envs cannot be rendered ({e}); videos need a MuJoCo family") from None
+    paths = [out / f"video_task{t}_prompt{k}_{i}.mp4" for i, t in enumerate(slot_task)]
+    targets = _targets(data, protocol, slot_task, pool_best=best)
+    return record_agent_videos(model, env_fns, data.family.horizon, prompts, targets, protocol.seed, paths)
 
 
 def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds: float) -> dict[str, Any]:

@@ -255,7 +255,7 @@ def _stage_model(folder: Path, stage: Path) -> None:
             continue  # copied above
         target = stage / path.parent.relative_to(folder)
         target.mkdir(parents=True, exist_ok=True)
-        for name in (path, *path.parent.glob("*.png")):
+        for name in (path, *path.parent.glob("*.png"), *path.parent.glob("*.mp4")):
             shutil.copy2(name, target / name.name)
 
 

@@ -77,6 +77,9 @@ class TrainConfig(LoopConfig):
     prompt_length: int = option(5, "K*: steps per prompt segment")
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
     prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
+    segment_quality: str = option(
+        "", "cut history segments (what the model imitates) only from this quality level, e.g. expert ('': any)"
+    )
     use_return: bool = option(True, "condition on the return-to-go")
     return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (trains the value head)")
     hidden_size: int = option(128, "transformer width")
@@ -104,9 +107,10 @@ class EpisodeBatches:
 
     ``sample()`` returns the model's keyword arguments as numpy arrays (the prompt as a nested dict),
     with ``hide_return`` set on a ``return_dropout`` fraction of samples. ``tasks`` and ``episodes``
-    restrict which episodes segments and prompts come from (``prompt_episodes`` further restricts the
-    prompts, e.g. to expert demonstrations); with ``same_episode_prompts`` a prompt may come from the
-    sample's own episode (fine-tuning on a single trajectory).
+    restrict which episodes segments and prompts come from (``segment_episodes`` further restricts the
+    segments, ``prompt_episodes`` the prompts, e.g. to expert demonstrations); with
+    ``same_episode_prompts`` a prompt may come from the sample's own episode (fine-tuning on a single
+    trajectory).
     """
 
     def __init__(
@@ -122,12 +126,16 @@ class EpisodeBatches:
         tasks=None,
         episodes=None,
         prompt_episodes=None,
+        segment_episodes=None,
         same_episode_prompts: bool = False,
         seed: int = 0,
     ):
         from seqmeta.data.samplers import PromptSampler, WindowSampler
 
-        self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=episodes)
+        windows = episodes
+        if segment_episodes is not None:
+            windows = segment_episodes if episodes is None else np.intersect1d(segment_episodes, episodes)
+        self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=windows)
         if prompt_episodes is not None:
             episodes = prompt_episodes if episodes is None else np.intersect1d(prompt_episodes, episodes)
         self.prompts = PromptSampler(data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes)
@@ -429,13 +437,13 @@ def save_model(accelerator, model, config, folder: Path, config_name: str, extra
 # ---- meta-training ------------------------------------------------------------------------------
 
 
-def episodes_of_quality(data, quality: str):
+def episodes_of_quality(data, quality: str, option_name: str = "prompt_quality"):
     """Rows of ``data.episodes`` of one quality level (None: every episode)."""
     if not quality:
         return None
     if quality not in data.meta["qualities"]:
         raise ConfigError(
-            f"prompt_quality {quality!r} is not a quality level of {data.path} ({', '.join(data.meta['qualities'])})"
+            f"{option_name} {quality!r} is not a quality level of {data.path} ({', '.join(data.meta['qualities'])})"
         )
     return np.flatnonzero(data.episodes["quality"] == quality)
 
@@ -460,6 +468,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         prompt_length=config.prompt_length,
         use_prompt=config.use_prompt,
         prompt_episodes=episodes_of_quality(data, config.prompt_quality),
+        segment_episodes=episodes_of_quality(data, config.segment_quality, "segment_quality"),
     )
 
     def validation_batches():
