@@ -32,9 +32,7 @@ def scores(model, data, demos, episodes, seed) -> tuple[float, float]:
     returns = evaluate_with_demos(model, data, demos, episodes=episodes, seed=seed)
     family = data.family
     mean = float(np.mean([r.mean() for r in returns.values()]))
-    normalized = float(
-        np.mean([family.normalized_score(r.mean(), t, data.meta["task_set"]) for t, r in returns.items()])
-    )
+    normalized = float(np.mean([family.normalized_score(r.mean(), t, data.meta.task_set) for t, r in returns.items()]))
     return mean, normalized
 
 

@@ -52,7 +52,7 @@ def main() -> None:
     for r in range(args.rounds):
         here = per_step_round == f"online-r{r}"
         report["per_round"].append({"round": r, **label_quality(predicted[here], true[here])})
-    print(f"{data.meta['family']}, tasks {report['tasks']}, {len(true)} steps")
+    print(f"{data.meta.family}, tasks {report['tasks']}, {len(true)} steps")
     print(f"{'labeler':>28} | correlation | mean abs error")
     q = report["reward_head"]
     print(f"{'reward head (task context)':>28} | {q['correlation']:>11.3f} | {q['mean_abs_error']:.4f}")

@@ -151,10 +151,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def _print_summary(dataset) -> None:
     meta = dataset.meta
     print(
-        f"{dataset.path}: {meta['family']} (task set {meta['task_set']}), {meta['num_episodes']} episodes, "
-        f"{meta['num_steps']} steps"
+        f"{dataset.path}: {meta.family} (task set {meta.task_set}), {meta.num_episodes} episodes, "
+        f"{meta.num_steps} steps"
     )
-    for name, q in meta["qualities"].items():
+    for name, q in meta.qualities.items():
         print(f"  {name:>8}: {q['episodes']:5d} episodes, mean return {q['mean_return']:9.2f}  ({q['behavior']})")
 
 

@@ -157,10 +157,10 @@ def own_rounds(
 
 def _check(model, data, protocol: EvalProtocol) -> list[int]:
     cfg, meta = model.config, data.meta
-    if protocol.family and protocol.family != meta["family"]:
-        raise ConfigError(f"the protocol names family {protocol.family}; {data.path} holds {meta['family']} data")
-    if cfg.family and cfg.family != meta["family"]:
-        raise ConfigError(f"the model was trained on {cfg.family}; {data.path} holds {meta['family']} data")
+    if protocol.family and protocol.family != meta.family:
+        raise ConfigError(f"the protocol names family {protocol.family}; {data.path} holds {meta.family} data")
+    if cfg.family and cfg.family != meta.family:
+        raise ConfigError(f"the model was trained on {cfg.family}; {data.path} holds {meta.family} data")
     cfg.check_fits(data)
     settings = protocol.settings()
     if not cfg.use_prompt and settings != [0]:
@@ -176,10 +176,9 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
                 f"target_return must be one of {', '.join(TARGET_RULES)} or a number, got {rule!r}"
             ) from None
     source = protocol.prompt_source
-    if source not in ("ood", "own") and source not in meta["qualities"]:
+    if source not in ("ood", "own") and source not in meta.qualities:
         raise ConfigError(
-            f"prompt_source {source!r} is not a quality level of {data.path} ({', '.join(meta['qualities'])}), "
-            f"ood or own"
+            f"prompt_source {source!r} is not a quality level of {data.path} ({', '.join(meta.qualities)}), ood or own"
         )
     return settings
 
@@ -193,7 +192,7 @@ def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
     if rule == "oracle":
         expert = data.reference_returns()["expert"]
         if any(expert[t] is None for t in tasks):
-            raise ConfigError(f"no expert reference returns for {data.meta['family']}: choose another target_return")
+            raise ConfigError(f"no expert reference returns for {data.meta.family}: choose another target_return")
         return np.asarray([expert[t] for t in tasks], np.float64)
     if rule == "demo":
         return np.where(np.isnan(pool_best), fixed, pool_best)
@@ -328,7 +327,7 @@ def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path
 
 def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds: float) -> dict[str, Any]:
     """``returns``: {setting: (returns, target returns)}, each (tasks, episodes)."""
-    family, task_set_name = data.family, data.meta["task_set"]
+    family, task_set_name = data.family, data.meta.task_set
     ts = data.task_set
     refs = data.reference_returns()
     has_refs = all(refs["random"][t] is not None and refs["expert"][t] is not None for t in tasks)

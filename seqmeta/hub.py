@@ -329,14 +329,14 @@ def push_dataset(
     data = load_trajectories(path)
     with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
         stage = Path(tmp)
-        qualities = list(data.meta["qualities"])
+        qualities = list(data.meta.qualities)
         column = np.asarray(data.hf.data.table.column("quality").to_pylist(), dtype=object)
         for q in qualities:
             rows = np.flatnonzero(column == q)
             data.hf.select(rows).to_parquet(str(stage / q / "train-00000-of-00001.parquet"))
         shutil.copy2(Path(path) / META_FILE, stage / META_FILE)
         (stage / "README.md").write_text(_dataset_card(Path(path) / "README.md", qualities))
-        message = commit_message or f"Upload {data.meta['family']} dataset with seqmeta"
+        message = commit_message or f"Upload {data.meta.family} dataset with seqmeta"
         return _upload(stage, repo_id, "dataset", private, revision, message, token, source=Path(path))
 
 
@@ -360,14 +360,17 @@ def pull_dataset(
     from huggingface_hub import hf_hub_download
 
     from seqmeta.data.dataset import META_FILE, TrajectoryDataset
+    from seqmeta.data.meta import DatasetMeta
     from seqmeta.io import atomic_directory, atomic_write_json
 
     try:
-        meta = json.loads(Path(hf_hub_download(repo_id, META_FILE, repo_type="dataset", revision=revision)).read_text())
-        chosen = qualities or list(meta["qualities"])
-        unknown = [q for q in chosen if q not in meta["qualities"]]
+        meta = DatasetMeta.load(
+            Path(hf_hub_download(repo_id, META_FILE, repo_type="dataset", revision=revision)).parent
+        )
+        chosen = qualities or list(meta.qualities)
+        unknown = [q for q in chosen if q not in meta.qualities]
         if unknown:
-            raise HubError(f"{repo_id} has no quality level {unknown}; it has {list(meta['qualities'])}")
+            raise HubError(f"{repo_id} has no quality level {unknown}; it has {list(meta.qualities)}")
         parts = [datasets.load_dataset(repo_id, q, split="train", revision=revision) for q in chosen]
     except HubError:
         raise
@@ -376,16 +379,16 @@ def pull_dataset(
     ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     ds = ds.sort("episode_index")  # qualities interleave in episode order in the original
     if qualities:  # a subset: its counts, not the whole repository's
-        meta["qualities"] = {q: meta["qualities"][q] for q in chosen}
+        meta.qualities = {q: meta.qualities[q] for q in chosen}
         episodes = np.asarray(ds["episode_index"])
         starts = np.flatnonzero(np.diff(episodes, prepend=-1))
-        meta["num_episodes"], meta["num_steps"] = len(starts), len(ds)
-        counts = np.bincount(np.asarray(ds["task_index"])[starts], minlength=len(meta["tasks"]))
-        for t in meta["tasks"]:
+        meta.num_episodes, meta.num_steps = len(starts), len(ds)
+        counts = np.bincount(np.asarray(ds["task_index"])[starts], minlength=len(meta.tasks))
+        for t in meta.tasks:
             t["num_episodes"] = int(counts[t["task_index"]])
     with atomic_directory(out) as tmp:
         ds.save_to_disk(str(tmp))
-        atomic_write_json(tmp / META_FILE, meta)
+        atomic_write_json(tmp / META_FILE, meta.to_json())
         card = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
         shutil.copy2(card, tmp / "README.md")
     TrajectoryDataset.load(out)  # checks what arrived

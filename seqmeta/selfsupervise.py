@@ -154,7 +154,7 @@ def explore(
     make_labeler = None
     if labels == "predicted":  # each slot's labeler reads an offline prompt of its own task
         ep = data.episodes
-        offline = ep["quality"] == "expert" if "expert" in data.meta["qualities"] else np.ones(len(ep["quality"]), bool)
+        offline = ep["quality"] == "expert" if "expert" in data.meta.qualities else np.ones(len(ep["quality"]), bool)
         rows = np.flatnonzero(np.isin(ep["task_index"], slot_task) & offline)
         context = cut_prompts(model.config, data, slot_task, seed + 17, episodes=rows)
         make_labeler = partial(RewardLabeler, model, context)
@@ -228,8 +228,8 @@ def _check(config: SelfSuperviseConfig, model, data) -> list[int]:
     if not 0.0 <= config.online_prompt_fraction <= 1.0:
         raise ConfigError(f"online_prompt_fraction must be in [0, 1], got {config.online_prompt_fraction}")
     model.config.check_fits(data)
-    if model.config.family and model.config.family != data.meta["family"]:
-        raise ConfigError(f"the model was trained on {model.config.family}; {data.path} holds {data.meta['family']}")
+    if model.config.family and model.config.family != data.meta.family:
+        raise ConfigError(f"the model was trained on {model.config.family}; {data.path} holds {data.meta.family}")
     task_set = data.task_set
     present = set(np.unique(data.episodes["task_index"]).tolist())
     tasks = [t for t in task_set.train_indices if t in present]
@@ -283,7 +283,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
                     found["episodes"],
                     data.family,
                     online_dir,
-                    task_set=data.meta["task_set"],
+                    task_set=data.meta.task_set,
                     behavior={q: f"{current}, own exploration" for q in set(found["episodes"].quality)},
                     command=f"seqmeta self-supervise (iteration {i}, labels {config.labels})",
                     extra_columns={"reward_predicted": predicted},

@@ -441,9 +441,9 @@ def episodes_of_quality(data, quality: str, option_name: str = "prompt_quality")
     """Rows of ``data.episodes`` of one quality level (None: every episode)."""
     if not quality:
         return None
-    if quality not in data.meta["qualities"]:
+    if quality not in data.meta.qualities:
         raise ConfigError(
-            f"{option_name} {quality!r} is not a quality level of {data.path} ({', '.join(data.meta['qualities'])})"
+            f"{option_name} {quality!r} is not a quality level of {data.path} ({', '.join(data.meta.qualities)})"
         )
     return np.flatnonzero(data.episodes["quality"] == quality)
 
@@ -481,7 +481,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     def rollouts(model) -> dict[str, float]:
         from seqmeta.evaluation import EvalProtocol, evaluate
 
-        quality = "expert" if "expert" in data.meta["qualities"] else next(iter(data.meta["qualities"]))
+        quality = "expert" if "expert" in data.meta.qualities else next(iter(data.meta.qualities))
         protocol = EvalProtocol(
             data=config.data,
             tasks=",".join(map(str, held_out)),

@@ -23,10 +23,10 @@ def test_collected_dataset_opens_with_datasets_and_has_the_schema(point_robot_da
     assert hf.features["observation"].length == 2 and hf.features["action"].length == 2
     assert len(hf) == 4 * 4 * 50 * 20  # qualities x episodes x tasks x steps
     meta = point_robot_dataset.meta
-    assert [t["num_episodes"] for t in meta["tasks"]] == [16] * 50
-    assert {t["split"] for t in meta["tasks"] if t["task_index"] >= 45} == {"test"}
-    assert set(meta["qualities"]) == {"expert", "medium", "mixed", "random"}
-    assert len(meta["stats"]["observation_mean"]) == 2
+    assert [t["num_episodes"] for t in meta.tasks] == [16] * 50
+    assert {t["split"] for t in meta.tasks if t["task_index"] >= 45} == {"test"}
+    assert set(meta.qualities) == {"expert", "medium", "mixed", "random"}
+    assert len(meta.stats["observation_mean"]) == 2
     card = (point_robot_dataset.path / "README.md").read_text()
     assert "reinforcement-learning" in card and "| expert |" in card
 
@@ -42,7 +42,7 @@ def test_return_to_go_and_episode_layout(point_robot_dataset):
 
 
 def test_quality_levels_are_ordered(point_robot_dataset):
-    q = point_robot_dataset.meta["qualities"]
+    q = point_robot_dataset.meta.qualities
     assert q["expert"]["mean_return"] > q["medium"]["mean_return"] > q["random"]["mean_return"]
     assert q["expert"]["mean_return"] > q["mixed"]["mean_return"] > q["random"]["mean_return"]
 
@@ -70,10 +70,10 @@ def test_shipped_policies_collect_every_level(tmp_path, family):
     if levels == ["random"]:
         pytest.skip(f"no shipped {family} behavior policy in this checkout")
     d = collect_dataset(family, levels, str(tmp_path / family), tasks="0", episodes_per_task=1, progress=False)
-    assert set(d.meta["qualities"]) == set(levels)
+    assert set(d.meta.qualities) == set(levels)
     again = collect_dataset(family, levels, str(tmp_path / "again"), tasks="0", episodes_per_task=1, progress=False)
     np.testing.assert_array_equal(again.column("action"), d.column("action"))  # stochastic levels too
-    returns = {q: v["mean_return"] for q, v in d.meta["qualities"].items()}
+    returns = {q: v["mean_return"] for q, v in d.meta.qualities.items()}
     assert returns["expert"] > returns["random"]
 
 
@@ -91,7 +91,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, point_family):
         collect_dataset(point_family, "random", str(out), tasks="0", episodes_per_task=2, progress=False)
     assert (out / "seqmeta.json").read_text() == before
     collect_dataset(point_family, "random", str(out), tasks="0", episodes_per_task=2, overwrite=True, progress=False)
-    assert list(load_trajectories(out).meta["qualities"]) == ["random"]
+    assert list(load_trajectories(out).meta.qualities) == ["random"]
 
 
 def test_crash_while_writing_leaves_no_dataset(tmp_path, point_family, monkeypatch):
@@ -177,3 +177,31 @@ def test_metadata_is_plain_json(point_robot_dataset):
     meta = json.loads((point_robot_dataset.path / "seqmeta.json").read_text())
     assert meta["family"] == "point-robot" and meta["format_version"] == 1
     assert not any(p.suffix in (".pkl", ".pickle") for p in point_robot_dataset.path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda m: m.pop("family"), "missing"),
+        (lambda m: m.update(format_version=2), "format version 2"),
+        (lambda m: m["stats"]["observation_mean"].__setitem__(0, float("nan")), "observation_mean"),
+        (lambda m: m["stats"].update(return_scale=0.0), "non-positive"),
+        (lambda m: m["stats"]["observation_std"].append(1.0), "observation_std must be 2"),
+        (lambda m: m.update(action_low=[0.2, 0.2]), "action_low exceeds"),
+        (lambda m: m["tasks"][3].update(task_index=7), "task entry 3"),
+        (lambda m: m.update(horizon="20"), "horizon must be a positive integer"),
+        (lambda m: m.update(qualities={}), "qualities"),
+    ],
+)
+def test_a_damaged_seqmeta_json_is_refused_on_load(point_robot_dataset, tmp_path, edit, match):
+    import shutil
+
+    from seqmeta.errors import DatasetFormatError
+
+    copy = tmp_path / "d"
+    shutil.copytree(point_robot_dataset.path, copy)
+    meta = json.loads((copy / "seqmeta.json").read_text())
+    edit(meta)
+    (copy / "seqmeta.json").write_text(json.dumps(meta))
+    with pytest.raises(DatasetFormatError, match=match):
+        load_trajectories(copy)

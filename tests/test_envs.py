@@ -172,6 +172,6 @@ def test_collect_a_task_list_of_your_own(tmp_path):
     data = seqmeta.collect_dataset("point-robot", "expert", str(tmp_path / "d"), episodes_per_task=2, task_set=mine)
     again = seqmeta.load_trajectories(tmp_path / "d")
     assert again.task_set == mine and again.task_set.train_indices == (0, 1)
-    assert data.meta["num_episodes"] == 6 and again.reference_returns()["expert"] == [None, None, None]
+    assert data.meta.num_episodes == 6 and again.reference_returns()["expert"] == [None, None, None]
     card = (tmp_path / "d" / "README.md").read_text()
     assert "far-goals" in card and "-3.0" in card

@@ -172,13 +172,13 @@ def test_dataset_round_trip_by_quality_config(point_robot_dataset, hub_server, h
     for column in ("episode_index", "task_index", "timestep", "observation", "action", "reward", "return_to_go"):
         np.testing.assert_array_equal(back.column(column), point_robot_dataset.column(column))
     assert list(back.episodes["quality"]) == list(point_robot_dataset.episodes["quality"])
-    assert back.meta["stats"] == point_robot_dataset.meta["stats"]
+    assert back.meta.stats == point_robot_dataset.meta.stats
     assert "configs:" in (tmp_path / "back" / "README.md").read_text()
 
     seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "expert"), "--quality", "expert", env=hub_env)
     expert = load_trajectories(tmp_path / "expert")
-    assert set(expert.episodes["quality"]) == {"expert"} and list(expert.meta["qualities"]) == ["expert"]
-    assert expert.meta["num_episodes"] == int((point_robot_dataset.episodes["quality"] == "expert").sum())
+    assert set(expert.episodes["quality"]) == {"expert"} and list(expert.meta.qualities) == ["expert"]
+    assert expert.meta.num_episodes == int((point_robot_dataset.episodes["quality"] == "expert").sum())
 
     args = ["pull", "--dataset", repo, "--out", str(tmp_path / "x"), "--quality", "legendary"]
     bad = seqmeta_cli(*args, env=hub_env, check=False)

@@ -41,7 +41,7 @@ def test_hdf5_round_trip(tmp_path):
     assert term.sum() == 1 and term[450 + 99]
     ends = ep["start"] + ep["length"] - 1
     assert (term[ends] | trunc[ends]).all() and trunc.sum() == 5  # the unfinished tail is truncated
-    assert d.meta["qualities"]["imported"]["episodes"] == 6
+    assert d.meta.qualities["imported"]["episodes"] == 6
 
 
 def test_hdf5_bad_files_name_the_problem(tmp_path):
@@ -116,7 +116,7 @@ def test_minari_import_finds_the_task_from_recorded_kwargs(minari_home):
     make_minari("seqmeta/point-robot/random-v0", gym.make(family.env_id, **params[9]), seed=9)
     d = import_minari(["seqmeta/point-robot/expert-v0", "seqmeta/point-robot/random-v0"], family, minari_home / "o")
     assert d.episodes["task_index"].tolist() == [4, 4, 4, 9, 9, 9]
-    assert set(d.meta["qualities"]) == {"expert", "random"}
+    assert set(d.meta.qualities) == {"expert", "random"}
     assert d.column("observation").shape == (120, 2)
 
 

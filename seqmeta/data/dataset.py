@@ -13,7 +13,6 @@ return_to_go, quality. Episodes are contiguous and in order, so an episode is a 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -29,14 +28,13 @@ import pyarrow as pa
 
 from seqmeta import __version__
 from seqmeta.data.episodes import Episodes
+from seqmeta.data.meta import META_FILE, DatasetMeta
 from seqmeta.errors import DatasetFormatError, DatasetNotFoundError, TaskSelectionError
 from seqmeta.io import atomic_directory, atomic_write_json
 from seqmeta.tasks import TaskFamily, TaskSet, get_family
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-META_FILE = "seqmeta.json"
 COLUMNS = (
     "episode_index",
     "task_index",
@@ -157,55 +155,56 @@ def write_dataset(
             "episodes": int(mask.sum()),
             "mean_return": float(returns[mask].mean()),
         }
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "family": family.name,
-        "task_set": task_set_obj.name,
-        "task_set_description": task_set_obj.description,
-        "env_id": family.env_id,
-        "horizon": family.horizon,
-        "observation_dim": int(episodes.observations.shape[1]),
-        "action_dim": int(episodes.actions.shape[1]),
-        "action_low": family.action_space.low.tolist(),
-        "action_high": family.action_space.high.tolist(),
-        "num_episodes": episodes.num_episodes,
-        "num_steps": int(episodes.lengths.sum()),
-        "tasks": [
+    meta = DatasetMeta(
+        family=family.name,
+        task_set=task_set_obj.name,
+        task_set_description=task_set_obj.description,
+        env_id=family.env_id,
+        horizon=family.horizon,
+        observation_dim=int(episodes.observations.shape[1]),
+        action_dim=int(episodes.actions.shape[1]),
+        action_low=family.action_space.low.tolist(),
+        action_high=family.action_space.high.tolist(),
+        num_episodes=episodes.num_episodes,
+        num_steps=int(episodes.lengths.sum()),
+        tasks=[
             {"task_index": i, "split": task_set_obj.split_of(i), "num_episodes": int(counts[i]), "params": p}
             for i, p in enumerate(task_set_obj.params)
         ],
-        "qualities": qualities,
-        "extra_columns": {
+        qualities=qualities,
+        extra_columns={
             name: {"type": str(ds.features[name].dtype), "meaning": _EXTRA_COLUMN_MEANINGS.get(name, "")}
             for name in extra_columns or {}
         },
-        "stats": normalization_stats(episodes),
-        "collection": {"command": command, "seqmeta_version": __version__, "behavior_sees_task": behavior_sees_task},
-    }
+        stats=normalization_stats(episodes),
+        collection={"command": command, "seqmeta_version": __version__, "behavior_sees_task": behavior_sees_task},
+    )
+    meta.check(str(out))
     with atomic_directory(out, overwrite=overwrite) as tmp:
         ds.save_to_disk(str(tmp))
-        atomic_write_json(tmp / META_FILE, meta)
+        atomic_write_json(tmp / META_FILE, meta.to_json())
         (tmp / "README.md").write_text(render_dataset_card(meta))
-    logger.info("wrote %d episodes (%d steps) to %s", meta["num_episodes"], meta["num_steps"], out)
+    logger.info("wrote %d episodes (%d steps) to %s", meta.num_episodes, meta.num_steps, out)
     return Path(out)
 
 
-def render_dataset_card(meta: dict[str, Any]) -> str:
+def render_dataset_card(meta: DatasetMeta) -> str:
     template = (resources.files("seqmeta") / "templates" / "dataset_card.md.j2").read_text()
-    family = get_family(meta["family"])
+    family = get_family(meta.family)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["fmt"] = lambda x: f"{x:.4g}" if isinstance(x, float) else str(x)
     return env.from_string(template).render(meta=meta, family=family, task_set=stored_task_set(meta), columns=COLUMNS)
 
 
-def stored_task_set(meta: dict[str, Any]) -> TaskSet:
+def stored_task_set(meta: DatasetMeta) -> TaskSet:
     """The task list a dataset was collected on, from its own task table (parameters and split)."""
-    tasks = meta["tasks"]
-    description = meta.get("task_set_description")
+    tasks = meta.tasks
+    description = meta.task_set_description
     if description is None:  # written before the table carried it: the family's own list of that name
-        description = get_family(meta["family"]).task_set(meta["task_set"]).description
+        own = get_family(meta.family).task_sets.get(meta.task_set)
+        description = own.description if own is not None else ""
     return TaskSet(
-        name=meta["task_set"],
+        name=meta.task_set,
         params=tuple(t["params"] for t in tasks),
         test_indices=tuple(t["task_index"] for t in tasks if t["split"] == "test"),
         description=description,
@@ -217,7 +216,7 @@ class TrajectoryDataset:
     """A loaded seqmeta dataset: the HF dataset, its metadata, and numpy views for fast sampling."""
 
     hf: datasets.Dataset
-    meta: dict[str, Any]
+    meta: DatasetMeta
     path: Path
 
     @classmethod
@@ -240,19 +239,14 @@ class TrajectoryDataset:
                 f"{path}: missing columns {missing}; a seqmeta dataset has {list(COLUMNS)}. Re-create "
                 f"it with `seqmeta collect` or one of the importers"
             )
-        meta = json.loads((path / META_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise DatasetFormatError(
-                f"{path}: format version {meta.get('format_version')}, this seqmeta reads "
-                f"{FORMAT_VERSION}; upgrade seqmeta or re-create the dataset"
-            )
+        meta = DatasetMeta.load(path)
         dataset = cls(hf=hf, meta=meta, path=path)
         dataset._check_episodes()
         return dataset
 
     @cached_property
     def family(self) -> TaskFamily:
-        return get_family(self.meta["family"])
+        return get_family(self.meta.family)
 
     @cached_property
     def task_set(self) -> TaskSet:
@@ -262,14 +256,14 @@ class TrajectoryDataset:
     def reference_returns(self) -> dict[str, list[float | None]]:
         """Per-task random and expert reference returns of the family, where the dataset's tasks are
         the family's own task list of that name (else None: a user's task list has no references)."""
-        own = self.family.task_sets.get(self.meta["task_set"])
+        own = self.family.task_sets.get(self.meta.task_set)
         if own is None or list(own.params) != list(self.task_set.params):
             return {level: [None] * len(self.task_set) for level in ("random", "expert")}
-        return self.family.reference_returns(self.meta["task_set"])
+        return self.family.reference_returns(self.meta.task_set)
 
     @property
     def stats(self) -> dict[str, Any]:
-        return self.meta["stats"]
+        return self.meta.stats
 
     def column(self, name: str) -> np.ndarray:
         """One column as a numpy array (fixed-size list columns as (N, width)); copied once."""
@@ -339,8 +333,8 @@ class TrajectoryDataset:
 
     def __repr__(self) -> str:
         return (
-            f"TrajectoryDataset({self.meta['family']}, {self.meta['num_episodes']} episodes, "
-            f"{self.meta['num_steps']} steps, qualities={list(self.meta['qualities'])}, path={self.path})"
+            f"TrajectoryDataset({self.meta.family}, {self.meta.num_episodes} episodes, "
+            f"{self.meta.num_steps} steps, qualities={list(self.meta.qualities)}, path={self.path})"
         )
 
 

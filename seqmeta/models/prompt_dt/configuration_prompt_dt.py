@@ -67,17 +67,17 @@ class PromptDTConfig(PreTrainedConfig):
         """Widths, normalization stats, action box and family from a ``seqmeta.TrajectoryDataset``."""
         meta, stats = dataset.meta, dataset.stats
         values = dict(
-            state_dim=meta["observation_dim"],
-            act_dim=meta["action_dim"],
+            state_dim=meta.observation_dim,
+            act_dim=meta.action_dim,
             state_mean=stats["observation_mean"],
             state_std=stats["observation_std"],
             return_scale=stats["return_scale"],
             reward_scale=stats["reward_std"] if stats["reward_std"] > 1e-6 else 1.0,
-            action_low=meta["action_low"],
-            action_high=meta["action_high"],
-            max_timestep=max(meta["horizon"], 1),
-            family=meta["family"],
-            task_set=meta["task_set"],
+            action_low=meta.action_low,
+            action_high=meta.action_high,
+            max_timestep=max(meta.horizon, 1),
+            family=meta.family,
+            task_set=meta.task_set,
         )
         values.update(kwargs)
         return cls(**values)
@@ -85,10 +85,10 @@ class PromptDTConfig(PreTrainedConfig):
     def check_fits(self, dataset) -> None:
         """Refuse a dataset whose observation or action width is not the model's."""
         meta = dataset.meta
-        if (self.state_dim, self.act_dim) != (meta["observation_dim"], meta["action_dim"]):
+        if (self.state_dim, self.act_dim) != (meta.observation_dim, meta.action_dim):
             raise ConfigError(
                 f"the model takes observations of width {self.state_dim} and actions of width {self.act_dim}; "
-                f"{dataset.path} has {meta['observation_dim']} and {meta['action_dim']} ({meta['family']}): "
+                f"{dataset.path} has {meta.observation_dim} and {meta.action_dim} ({meta.family}): "
                 f"use a model trained on that family"
             )
 

@@ -1,0 +1,200 @@
+"""Adapting without demonstrations: expert demo vs no prompt vs own exploration, over training seeds.
+
+    python eval/adaptation.py --family cheetah-vel --recipe training/cheetah_vel_own.yaml \
+        --data data/cheetah-vel-all --out runs/adaptation/cheetah-vel --seeds 0,1,2 --eval-seeds 2026,2027
+
+For each training seed it meta-trains the recipe (skipped when its model exists; a killed run resumes)
+and the same recipe without prompts (``use_prompt: false``: the model that ignores prompts), then
+evaluates both on the held-out tasks, 20 episodes per task and setting, for each evaluation seed:
+
+- ``demo-1``: prompted with 1 expert trajectory of the task; ``no-prompt``: the prompted model, no prompt;
+- ``own-round-0`` .. ``own-round-3``: the own-exploration protocol (round 0 without a prompt, round r
+  prompted with its own episodes of rounds < r, rewards as observed), and ``own-rounds-1-3``, their mean;
+- ``no-prompt-model``: the model trained without prompts.
+
+Writes the records ``{family, setting, train_seed, eval_seed, metric, value}`` (metric ``normalized``)
+into ``eval/results/adaptation.json`` (replacing that family's), the plot
+``eval/results/<family>_adaptation.png`` (score against round), and prints the table the README shows:
+each setting's mean and std over training seeds (each seed's value averaged over evaluation seeds).
+``--table`` only prints the table from the results file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "adaptation.json"
+ROUNDS = 4
+ORDER = ("demo-1", "no-prompt", "own-round-0", "own-rounds-1-3", "no-prompt-model")
+
+
+def train_seed(recipe: str, data: str, out: Path, seed: int, use_prompt: bool) -> Path:
+    from seqmeta.configs import load_config
+    from seqmeta.trainer import TrainConfig, train
+
+    run = out / f"{'prompt' if use_prompt else 'no-prompt'}-seed{seed}"
+    if (run / "model" / "config.json").exists():
+        return run / "model"
+    overrides = {"data": data, "output_dir": str(run), "seed": seed, "use_prompt": use_prompt, "report_to": "none"}
+    config = load_config(TrainConfig, recipe, overrides)
+    start = time.perf_counter()
+    model = train(config, resume=(run / "checkpoints").exists())
+    print(f"  trained {run.name} in {time.perf_counter() - start:.0f} s", flush=True)
+    return model
+
+
+def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, prompted: bool, out: Path) -> dict:
+    """Normalized scores of one model under one evaluation seed, by setting (cached per protocol)."""
+    from dataclasses import asdict
+
+    from seqmeta.evaluation import EvalProtocol, evaluate
+    from seqmeta.models import load_model
+
+    model = load_model(str(model_dir))
+    runs = {"offline": ("expert", "0,1" if prompted else "0")}
+    if prompted:
+        runs["own"] = ("own", ",".join(map(str, range(ROUNDS))))
+    scores = {}
+    for name, (source, settings) in runs.items():
+        protocol = EvalProtocol(
+            data=data, prompt_source=source, prompt_trajectories=settings, episodes=episodes, seed=eval_seed
+        )
+        folder = out / f"{model_dir.parent.name}-eval{eval_seed}-{name}"
+        saved = folder / "eval_results.json"
+        results = json.loads(saved.read_text()) if saved.exists() else None
+        wanted = asdict(protocol) | {"data": str(Path(data).resolve())}
+        same_model = results and results["model"]["name_or_path"] == str(model_dir)
+        if not (same_model and {k: results["protocol"][k] for k in wanted} == wanted):
+            results = evaluate(model, protocol, output_dir=folder, progress=False)
+        by_setting = {s["prompt_trajectories"]: s["normalized"] for s in results["settings"]}
+        if name == "offline" and prompted:
+            scores |= {"no-prompt": by_setting[0], "demo-1": by_setting[1]}
+        elif name == "offline":
+            scores["no-prompt-model"] = by_setting[0]
+        else:
+            scores |= {f"own-round-{r}": by_setting[r] for r in range(ROUNDS)}
+            scores["own-rounds-1-3"] = float(np.mean([by_setting[r] for r in range(1, ROUNDS)]))
+    return scores
+
+
+def summary(records: list[dict], family: str) -> dict[str, tuple[float, float, int]]:
+    """setting -> (mean, std, number of training seeds), each seed averaged over its evaluation seeds."""
+    out = {}
+    settings = sorted({r["setting"] for r in records if r["family"] == family}, key=_order)
+    for setting in settings:
+        per_seed: dict[int, list[float]] = {}
+        for r in records:
+            if r["family"] == family and r["setting"] == setting:
+                per_seed.setdefault(r["train_seed"], []).append(r["value"])
+        values = [float(np.mean(v)) for v in per_seed.values()]
+        out[setting] = (float(np.mean(values)), float(np.std(values)), len(values))
+    return out
+
+
+def _order(setting: str) -> tuple[int, str]:
+    return (ORDER.index(setting) if setting in ORDER else len(ORDER), setting)
+
+
+def print_table(records: list[dict]) -> None:
+    families = sorted({r["family"] for r in records})
+    head = ["family", "1 expert demo", "no prompt", "own round 0", "own rounds 1-3", "model without prompts"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for family in families:
+        stats = summary(records, family)
+        cells = [family] + [f"{stats[s][0]:.1f} ± {stats[s][1]:.1f}" if s in stats else "n/a" for s in ORDER]
+        print("| " + " | ".join(cells) + " |")
+    seeds = {f: len({r["train_seed"] for r in records if r["family"] == f}) for f in families}
+    evals = {f: sorted({r["eval_seed"] for r in records if r["family"] == f}) for f in families}
+    print(
+        "\nnormalized score (0 = random, 100 = expert), held-out tasks; mean ± std over training seeds "
+        + str(seeds)
+        + ", each averaged over evaluation seeds "
+        + str(evals)
+    )
+
+
+def plot(records: list[dict], family: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stats = summary(records, family)
+    rounds = [r for r in range(ROUNDS) if f"own-round-{r}" in stats]
+    mean = np.array([stats[f"own-round-{r}"][0] for r in rounds])
+    std = np.array([stats[f"own-round-{r}"][1] for r in rounds])
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.errorbar(
+        rounds, mean, yerr=std, marker="o", capsize=3, label="own exploration (round r: prompted by rounds < r)"
+    )
+    for setting, style in (("demo-1", "--"), ("no-prompt-model", ":")):
+        if setting in stats:
+            ax.axhline(stats[setting][0], linestyle=style, color="gray", label=setting.replace("-", " "))
+    ax.set_xlabel("exploration round")
+    ax.set_ylabel("normalized score")
+    ax.set_xticks(rounds)
+    ax.set_title(f"{family}: held-out tasks, mean ± std over training seeds")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family")
+    parser.add_argument("--recipe", help="the training recipe (trained with and without prompts)")
+    parser.add_argument("--data", help="offline data with the training and held-out tasks")
+    parser.add_argument("--out", help="training runs and evaluation folders go here")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--eval-seeds", default="2026,2027")
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--table", action="store_true", help="only print the table from eval/results/adaptation.json")
+    args = parser.parse_args()
+    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    if args.table:
+        print_table(records)
+        return
+    if not (args.family and args.recipe and args.data and args.out):
+        parser.error("--family, --recipe, --data and --out are needed (or --table)")
+    out = Path(args.out)
+    fresh = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for prompted in (True, False):
+            model = train_seed(args.recipe, args.data, out, seed, prompted)
+            for eval_seed in [int(s) for s in args.eval_seeds.split(",")]:
+                scores = evaluate_seed(model, args.data, eval_seed, args.episodes, prompted, out / "eval")
+                fresh += [
+                    {
+                        "family": args.family,
+                        "setting": k,
+                        "train_seed": seed,
+                        "eval_seed": eval_seed,
+                        "metric": "normalized",
+                        "value": v,
+                    }
+                    for k, v in scores.items()
+                ]
+                print(
+                    f"  seed {seed} eval {eval_seed} {'prompt' if prompted else 'no-prompt'}: "
+                    + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()),
+                    flush=True,
+                )
+    records = [r for r in records if r["family"] != args.family] + fresh
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(records, indent=1) + "\n")
+    tmp.replace(RESULTS)
+    plot(records, args.family, RESULTS.parent / f"{args.family}_adaptation.png")
+    print_table(records)
+
+
+if __name__ == "__main__":
+    main()
