@@ -312,14 +312,12 @@ def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path
                 ]
             )
     params = data.task_set.params
-    try:
-        env_fns = [
-            partial(data.family.make_env, params[t], render_mode="rgb_array", width=SIZE[0], height=SIZE[1])
-            for t in slot_task
-        ]
-        env_fns[0]().close()
-    except TypeError as e:
+    render = {"render_mode": "rgb_array", "width": SIZE[0], "height": SIZE[1], "camera_name": "track"}
+    try:  # MuJoCo locomotion models have a camera that tracks the body
+        data.family.make_env(params[slot_task[0]], **render).close()
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"{data.family.name} envs cannot be rendered ({e}); videos need a MuJoCo family") from None
+    env_fns = [partial(data.family.make_env, params[t], **render) for t in slot_task]
     paths = [out / f"video_task{t}_prompt{k}_{i}.mp4" for i, t in enumerate(slot_task)]
     targets = _targets(data, protocol, slot_task, pool_best=best)
     return record_agent_videos(model, env_fns, data.family.horizon, prompts, targets, protocol.seed, paths)

@@ -82,6 +82,9 @@ class TrainConfig(LoopConfig):
     )
     use_return: bool = option(True, "condition on the return-to-go")
     return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (trains the value head)")
+    prompt_dropout: float = option(
+        0.0, "fraction of samples whose prompt is hidden (all masked): trains how to act with no prompt (round 0)"
+    )
     hidden_size: int = option(128, "transformer width")
     num_layers: int = option(3, "transformer blocks")
     num_heads: int = option(1, "attention heads")
@@ -123,6 +126,7 @@ class EpisodeBatches:
         prompt_length: int,
         use_prompt: bool = True,
         return_dropout: float = 0.0,
+        prompt_dropout: float = 0.0,
         tasks=None,
         episodes=None,
         prompt_episodes=None,
@@ -139,7 +143,7 @@ class EpisodeBatches:
         if prompt_episodes is not None:
             episodes = prompt_episodes if episodes is None else np.intersect1d(prompt_episodes, episodes)
         self.prompts = PromptSampler(data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes)
-        self.use_prompt, self.return_dropout = use_prompt, return_dropout
+        self.use_prompt, self.return_dropout, self.prompt_dropout = use_prompt, return_dropout, prompt_dropout
         self.same_episode_prompts = same_episode_prompts
         self.rng = np.random.default_rng(seed + 2)
 
@@ -149,6 +153,9 @@ class EpisodeBatches:
         task, episode = batch.pop("task_index"), batch.pop("episode_index")
         if self.use_prompt:
             batch["prompt"] = self.prompts_for(task, episode)
+            if self.prompt_dropout:
+                hidden = self.rng.random(len(task)) < self.prompt_dropout
+                batch["prompt"]["attention_mask"] = batch["prompt"]["attention_mask"] & ~hidden[:, None]
         batch["hide_return"] = self.rng.random(len(task)) < self.return_dropout
         return batch
 
@@ -497,7 +504,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         config,
         build_model=lambda: build_model(data, **config.model_options()),
         make_batches=lambda seed: EpisodeBatches(
-            data, **options, return_dropout=config.return_dropout, tasks=train_tasks, seed=seed
+            data,
+            **options,
+            return_dropout=config.return_dropout,
+            prompt_dropout=config.prompt_dropout,
+            tasks=train_tasks,
+            seed=seed,
         ),
         resume=resume,
         validation_batches=validation_batches,
