@@ -189,42 +189,50 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 # ---- checkpointed state -------------------------------------------------------------------------
 
 
-class _StepCounter:
-    """The optimizer-step count, checkpointed with everything else."""
-
-    def __init__(self) -> None:
-        self.step = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.step = int(state["step"])
+@dataclass
+class _Step:
+    step: int = 0
 
 
-class _PerRank:
-    """Every process's state of a stateful object, in one checkpoint file.
+STATE_FILE = "seqmeta_state.json"  # seqmeta's own checkpointed state: the step and every rank's sampler
 
-    accelerate writes registered objects from the main process only; each rank samples its own data
-    stream, so its state is gathered here and each rank takes its own back on load.
-    """
 
-    def __init__(self, accelerator, obj) -> None:
-        self.accelerator, self.obj = accelerator, obj
+def _save_loop_state(accelerator, location: Path, step: int, batches) -> None:
+    """The step and each process's sampler state, as JSON beside accelerate's files (never pickle)."""
+    from accelerate.utils import gather_object
 
-    def state_dict(self) -> dict[str, Any]:
-        from accelerate.utils import gather_object
+    ranks = gather_object([batches.state_dict()])
+    if accelerator.is_main_process:
+        atomic_write_text(location / STATE_FILE, json.dumps({"step": step, "ranks": ranks}))
 
-        return {"ranks": gather_object([self.obj.state_dict()])}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        ranks = state["ranks"]
-        if len(ranks) != self.accelerator.num_processes:
+def _load_loop_state(accelerator, location: Path, batches) -> int:
+    """Restore this process's sampler state; returns the step. Refuses pickles seqmeta did not write."""
+    foreign = [p.name for p in location.glob("*.pkl") if not p.name.startswith("random_states_")]
+    if foreign or not (location / STATE_FILE).is_file():
+        raise ConfigError(
+            f"{location} is not a checkpoint seqmeta wrote ({', '.join(foreign) or f'no {STATE_FILE}'}): seqmeta "
+            "loads no pickled objects; remove that folder or start a new --output-dir"
+        )
+    from accelerate.utils import load
+
+    for rng_file in location.glob("random_states_*.pkl"):
+        try:  # accelerate skips RNG states it cannot read, which would resume silently off the run's path
+            load(rng_file)  # torch's weights-only unpickler: tensors and numpy states, no code
+        except Exception as e:
             raise ConfigError(
-                f"the checkpoint was written by {len(ranks)} processes and this run has "
-                f"{self.accelerator.num_processes}; resume with the same number of processes"
-            )
-        self.obj.load_state_dict(ranks[self.accelerator.process_index])
+                f"{rng_file} is not an RNG state seqmeta can load safely ({type(e).__name__}); the checkpoint is "
+                "damaged or was tampered with: remove that folder or start a new --output-dir"
+            ) from None
+    state = json.loads((location / STATE_FILE).read_text())
+    ranks = state["ranks"]
+    if len(ranks) != accelerator.num_processes:
+        raise ConfigError(
+            f"the checkpoint was written by {len(ranks)} processes and this run has "
+            f"{accelerator.num_processes}; resume with the same number of processes"
+        )
+    batches.load_state_dict(ranks[accelerator.process_index])
+    return int(state["step"])
 
 
 def _jsonl_tracker(path: Path):
@@ -338,14 +346,15 @@ def fit(
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)))
     batches = make_batches(config.seed + 1000 * accelerator.process_index)
-    counter = _StepCounter()
+    step = 0
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    accelerator.register_for_checkpointing(_PerRank(accelerator, batches), counter)
     if saved:
+        step = _load_loop_state(accelerator, saved[-1], batches)  # checks the folder before accelerate reads it
         accelerator.load_state(str(saved[-1]))
         # accelerate does not advance its checkpoint numbering on load; the next save follows the last.
         accelerator.project_configuration.iteration = int(saved[-1].name.split("_")[1]) + 1
-        logger.info("resumed from %s at step %d", saved[-1], counter.step)
+        logger.info("resumed from %s at step %d", saved[-1], step)
+    counter = _Step(step)
     if accelerator.is_main_process:
         save_config(config, run_dir / config_name)
         if (run_dir / LOG_FILE).exists():  # drop what a killed run logged after its last checkpoint
@@ -401,6 +410,7 @@ def fit(
             accelerator.wait_for_everyone()
         if due(config.checkpoint_every):
             location = accelerator.save_state()
+            _save_loop_state(accelerator, Path(location), counter.step, batches)
             if accelerator.is_main_process:
                 save_config(config, Path(location) / config_name)  # written last: marks the save complete
             accelerator.wait_for_everyone()

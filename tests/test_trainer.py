@@ -192,3 +192,32 @@ def test_prompt_quality_cuts_prompts_from_that_level_only(point_robot_dataset, t
     config.prompt_quality = "legendary"
     with pytest.raises(ConfigError, match="not a quality level"):
         train(config)
+
+
+class _Payload:
+    """Unpickling this object would create the marker file: the attack a checkpoint folder can carry."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_resume_never_unpickles_a_file_it_did_not_write(point_robot_dataset, tmp_path):
+    import pickle
+
+    run = tmp_path / "r"
+    train(tiny_config(point_robot_dataset.path, run, 4))
+    checkpoint = sorted((run / "checkpoints").iterdir())[-1]
+    assert (checkpoint / "seqmeta_state.json").is_file() and not list(checkpoint.glob("custom_checkpoint_*"))
+    marker = tmp_path / "code-ran"
+    (checkpoint / "custom_checkpoint_0.pkl").write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(ConfigError, match="loads no pickled objects"):
+        train(tiny_config(point_robot_dataset.path, run, 8), resume=True)
+    assert not marker.exists()
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    (checkpoint / "random_states_0.pkl").write_bytes(pickle.dumps(_Payload(str(marker))))  # accelerate's own name
+    with pytest.raises(ConfigError, match="tampered"):
+        train(tiny_config(point_robot_dataset.path, run, 8), resume=True)
+    assert not marker.exists()
