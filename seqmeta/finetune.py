@@ -75,6 +75,11 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {config.method!r}")
     if not config.model or not config.data:
         raise ConfigError("fine-tuning needs --model DIR (a trained model) and --data DIR (trajectories of new tasks)")
+    if (Path(config.output_dir) / "model").resolve() == Path(config.model).resolve():
+        raise ConfigError(
+            f"--output-dir {config.output_dir} would write the fine-tuned model over its input {config.model}: "
+            "choose another output folder"
+        )
     data = load_trajectories(config.data)
     episodes = choose_episodes(data, config.tasks, config.trajectories)
     pretrained = load_model(config.model)

@@ -246,17 +246,26 @@ def check_card(card, folder: Path | None = None) -> None:
 
 
 def _stage_model(folder: Path, stage: Path) -> None:
-    """Copy what a model repository holds (see ``MODEL_FILE_PATTERNS``) from ``folder`` to ``stage``."""
-    for pattern in MODEL_FILE_PATTERNS:
-        for path in folder.glob(pattern):
-            shutil.copy2(path, stage / path.name)
+    """Copy what a model repository holds (see ``MODEL_FILE_PATTERNS``) from ``folder`` to ``stage``.
+
+    A symbolic link among those files (or on the way to them) is refused: a push publishes the
+    folder's own files, never what a link points to."""
+    chosen = [path for pattern in MODEL_FILE_PATTERNS for path in folder.glob(pattern)]
     for path in folder.rglob(RESULTS_FILE):  # results in subfolders come with their plots
-        if path.parent == folder:
-            continue  # copied above
-        target = stage / path.parent.relative_to(folder)
-        target.mkdir(parents=True, exist_ok=True)
-        for name in (path, *path.parent.glob("*.png"), *path.parent.glob("*.mp4")):
-            shutil.copy2(name, target / name.name)
+        if path.parent != folder:
+            chosen += [path, *path.parent.glob("*.png"), *path.parent.glob("*.mp4")]
+    for path in chosen:
+        relative = path.relative_to(folder)
+        links = [
+            p for p in (folder / Path(*relative.parts[: i + 1]) for i in range(len(relative.parts))) if p.is_symlink()
+        ]
+        if links or not path.is_file():
+            raise HubError(
+                f"{path} is {'a symbolic link' if links else 'not a regular file'}; a push publishes the folder's own "
+                "files only: replace it with the file itself, or move it out of the folder (nothing was uploaded)"
+            )
+        (stage / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, stage / relative)
 
 
 def push_model(

@@ -40,20 +40,44 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
+MARKER = ".seqmeta-output"  # in every folder atomic_directory writes: what --overwrite may replace
+
+
+def written_by_seqmeta(path: Path) -> bool:
+    """A folder seqmeta wrote: its marker, or (written before the marker) a dataset's seqmeta.json or a
+    seqmeta model's config.json."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    if (path / MARKER).is_file() or (path / "seqmeta.json").is_file():
+        return True
+    try:
+        return str(json.loads((path / "config.json").read_text()).get("model_type", "")).startswith("seqmeta")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder; on success it is renamed to ``path``.
 
     If the block raises (or the process dies), ``path`` is untouched and only a hidden
     ``.<name>.*.partial`` folder is left behind, which no loader mistakes for the real one.
-    With ``overwrite``, an existing ``path`` is replaced only after the new one is complete.
+    With ``overwrite``, an existing ``path`` is replaced only after the new one is complete, and only
+    if it is a folder seqmeta wrote: never a file, a link, or a folder of the user's own.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another output folder or pass overwrite=True")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{path} already exists; choose another output folder or pass overwrite=True")
+        if not written_by_seqmeta(path):
+            raise FileExistsError(
+                f"{path} exists and is not a folder seqmeta wrote; overwriting replaces only seqmeta's own output: "
+                "choose another output folder (nothing was changed)"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:
+        (tmp / MARKER).write_text("written by seqmeta; `--overwrite` may replace this folder\n")
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

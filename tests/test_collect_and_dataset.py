@@ -205,3 +205,35 @@ def test_a_damaged_seqmeta_json_is_refused_on_load(point_robot_dataset, tmp_path
     (copy / "seqmeta.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetFormatError, match=match):
         load_trajectories(copy)
+
+
+def test_overwrite_replaces_only_folders_seqmeta_wrote(tmp_path):
+    from seqmeta.io import atomic_directory
+
+    mine = tmp_path / "my-notes"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    afile = tmp_path / "a-file"
+    afile.write_text("keep")
+    for target in (mine, afile):
+        with pytest.raises(FileExistsError, match="not a folder seqmeta wrote"):
+            collect_dataset("point-robot", "random", str(target), tasks="0", episodes_per_task=1, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work" and afile.read_text() == "keep"
+    out = tmp_path / "d"
+    collect_dataset("point-robot", "random", str(out), tasks="0", episodes_per_task=1, progress=False)
+    again = collect_dataset("point-robot", "expert", str(out), tasks="0", episodes_per_task=1, overwrite=True)
+    assert list(again.meta.qualities) == ["expert"]
+    with pytest.raises(FileExistsError, match="already exists"), atomic_directory(out):
+        pass
+
+
+def test_a_quality_name_that_leaves_the_folder_is_refused(tmp_path):
+    from seqmeta.data.dataset import write_dataset
+    from seqmeta.errors import DatasetFormatError
+
+    from .conftest import make_episodes
+
+    episodes = make_episodes([5, 5], tasks=[0, 1], quality="../../escape")
+    with pytest.raises(DatasetFormatError, match="not plain names"):
+        write_dataset(episodes, seqmeta.get_family("point-robot"), tmp_path / "d")
+    assert not (tmp_path / "d").exists() and not list(tmp_path.parent.glob("escape*"))

@@ -240,3 +240,24 @@ def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_f
     assert "tester/changed" in card
     assert (staged / "own" / "eval_results.json").is_file() and (staged / "own" / "per_task.png").is_file()
     assert "from `own/eval_results.json`" in card and "(own/per_task.png)" in card
+
+
+def test_push_refuses_symbolic_links(model_dir, tmp_path, monkeypatch):
+    from seqmeta.hub import HubError
+
+    uploads = []
+    monkeypatch.setattr("seqmeta.hub._upload", lambda *a, **k: uploads.append(a))
+    folder = tmp_path / "model"
+    shutil.copytree(model_dir, folder)
+    secret = tmp_path / "private.yaml"
+    secret.write_text("token: hf_secret\n")
+    (folder / "train_config.yaml").unlink()
+    (folder / "train_config.yaml").symlink_to(secret)
+    with pytest.raises(HubError, match="symbolic link"):
+        push_model(folder, "tester/linked")
+    (folder / "train_config.yaml").unlink()
+    shutil.copy2(model_dir / "train_config.yaml", folder / "train_config.yaml")
+    (folder / "extra.png").symlink_to(secret)  # a link under a published name
+    with pytest.raises(HubError, match="symbolic link"):
+        push_model(folder, "tester/linked")
+    assert uploads == []

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from seqmeta.errors import DatasetFormatError
 
+QUALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # also a Hub config and a folder name
 FORMAT_VERSION = 1
 META_FILE = "seqmeta.json"
 STAT_VECTORS = ("observation_mean", "observation_std", "action_min", "action_max")
@@ -103,6 +105,12 @@ class DatasetMeta:
                 raise bad(f"task {i} has no params object")
         if not isinstance(self.qualities, dict) or not self.qualities:
             raise bad("qualities must name at least one quality level")
+        unsafe = [q for q in self.qualities if not QUALITY_NAME.fullmatch(q)]
+        if unsafe:
+            raise DatasetFormatError(
+                f"{source}: quality level names {unsafe} are not plain names (letters, digits, '_', '-', '.'; no "
+                "path separators): rename them"
+            )
         stats = self.stats if isinstance(self.stats, dict) else {}
         widths = {"observation_mean": self.observation_dim, "observation_std": self.observation_dim}
         widths |= {"action_min": self.action_dim, "action_max": self.action_dim}
