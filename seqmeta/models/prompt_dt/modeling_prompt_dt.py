@@ -30,6 +30,7 @@ this band mask is what makes the streamed model the trained one.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,9 @@ from transformers.utils import ModelOutput
 
 from seqmeta.models.prompt_dt.attention_prompt_dt import PromptRingCache, band_mask, for_attention, step_mask
 from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
+
+# transformers 5.x renamed GPT-2's ``past_key_values`` argument to ``cache`` (the old name goes in 5.40).
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(GPT2Model.forward).parameters else "past_key_values"
 
 TOKENS_PER_STEP = 3
 ACT, RET, STATE = 0, 1, 2
@@ -317,7 +321,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
                 inputs_embeds=tokens,
                 attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
                 position_ids=torch.zeros(batch, prompt_tokens, dtype=torch.long, device=device),
-                past_key_values=cache,
+                **{CACHE_ARGUMENT: cache},
                 use_cache=True,
             )
         return StreamState(cache=cache, key_valid=key_valid)
@@ -344,7 +348,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             inputs_embeds=tokens,
             attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
             position_ids=torch.zeros(batch, TOKENS_PER_STEP, dtype=torch.long, device=tokens.device),
-            past_key_values=state.cache,
+            **{CACHE_ARGUMENT: state.cache},
             use_cache=True,
         ).last_hidden_state
         state.step += 1
