@@ -122,6 +122,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
             batch_size=config.batch_size,
             num_prompt_segments=mcfg.num_prompt_segments,
             prompt_length=mcfg.prompt_length,
+            prompt_from_start=getattr(mcfg, "prompt_from_start", False),
             use_prompt=mcfg.use_prompt,
             episodes=rows,
             same_episode_prompts=config.trajectories == 1,

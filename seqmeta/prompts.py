@@ -123,7 +123,10 @@ def cut_prompts(
     row's task ``prompt_task[i]``; ``episodes`` (rows of ``pool.episodes``) restricts the pool."""
     from seqmeta.data.samplers import PromptSampler, flatten_prompt
 
-    sampler = PromptSampler(pool, config.num_prompt_segments, config.prompt_length, seed=seed, episodes=episodes)
+    start = bool(getattr(config, "prompt_from_start", False))
+    sampler = PromptSampler(
+        pool, config.num_prompt_segments, config.prompt_length, seed=seed, episodes=episodes, start_segment=start
+    )
     prompt = flatten_prompt(sampler.sample(np.asarray(prompt_task)))
     return {k: prompt[k] for k in PROMPT_KEYS}
 

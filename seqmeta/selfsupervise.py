@@ -199,7 +199,13 @@ class MixedPromptBatches(EpisodeBatches):
 
         super().__init__(data, **options)
         seed = options.get("seed", 0)
-        self.online = PromptSampler(online, self.prompts.num_segments, self.prompts.segment_length, seed=seed + 3)
+        self.online = PromptSampler(
+            online,
+            self.prompts.num_segments,
+            self.prompts.segment_length,
+            seed=seed + 3,
+            start_segment=self.prompts.start_segment,
+        )
         self.online_fraction = online_fraction
 
     def prompts_for(self, task: np.ndarray, episode: np.ndarray) -> dict[str, np.ndarray]:
@@ -253,6 +259,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
     tasks = _check(config, model, data)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _check_same_phase(config, out / "self_supervise_config.yaml")
     save_config(config, out / "self_supervise_config.yaml")
     segment = config.segment_length or _offline_segment_length(config.model, model.config.context_length)
     current = config.model
@@ -309,6 +316,39 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
     return final
 
 
+# What makes a phase's stages: a folder holding stages made with other values is not reused.
+PHASE_DEFINING = (
+    "model",
+    "data",
+    "labels",
+    "seed",
+    "rounds",
+    "episodes_per_task",
+    "online_prompt_fraction",
+    "prompt_quality",
+    "target_return",
+    "segment_length",
+    "return_dropout",
+    "max_steps",
+    "batch_size",
+    "learning_rate",
+)
+
+
+def _check_same_phase(config: SelfSuperviseConfig, saved_path: Path) -> None:
+    if not saved_path.exists():
+        return
+    saved = read_yaml(saved_path)
+    current = dataclasses.asdict(config)
+    changed = [k for k in PHASE_DEFINING if k in saved and saved[k] != current[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+        raise ConfigError(
+            f"{saved_path.parent} holds a self-supervised phase run with other settings ({diffs}); its stages "
+            "would be reused as if they were this run's: choose a new --output-dir for these settings"
+        )
+
+
 def _offline_segment_length(model_dir: str, context_length: int) -> int:
     saved = Path(model_dir) / "train_config.yaml"
     if saved.exists():
@@ -325,6 +365,7 @@ def _train_iteration(config, data, online, tasks, model_dir, segment, stage: Pat
         batch_size=config.batch_size,
         num_prompt_segments=mcfg.num_prompt_segments,
         prompt_length=mcfg.prompt_length,
+        prompt_from_start=getattr(mcfg, "prompt_from_start", False),
         return_dropout=config.return_dropout,
         tasks=tasks,
         prompt_episodes=episodes_of_quality(data, config.prompt_quality),

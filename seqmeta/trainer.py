@@ -75,6 +75,7 @@ class TrainConfig(LoopConfig):
     context_length: int = option(20, "K: history steps a token attends to")
     num_prompt_segments: int = option(1, "J: prompt segments per sample")
     prompt_length: int = option(5, "K*: steps per prompt segment")
+    prompt_from_start: bool = option(False, "the first prompt segment is the start of its episode (K* first steps)")
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
     prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
     segment_quality: str = option(
@@ -127,6 +128,7 @@ class EpisodeBatches:
         use_prompt: bool = True,
         return_dropout: float = 0.0,
         prompt_dropout: float = 0.0,
+        prompt_from_start: bool = False,
         tasks=None,
         episodes=None,
         prompt_episodes=None,
@@ -142,7 +144,9 @@ class EpisodeBatches:
         self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=windows)
         if prompt_episodes is not None:
             episodes = prompt_episodes if episodes is None else np.intersect1d(prompt_episodes, episodes)
-        self.prompts = PromptSampler(data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes)
+        self.prompts = PromptSampler(
+            data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes, start_segment=prompt_from_start
+        )
         self.use_prompt, self.return_dropout, self.prompt_dropout = use_prompt, return_dropout, prompt_dropout
         self.same_episode_prompts = same_episode_prompts
         self.rng = np.random.default_rng(seed + 2)
@@ -483,6 +487,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         batch_size=config.batch_size,
         num_prompt_segments=config.num_prompt_segments,
         prompt_length=config.prompt_length,
+        prompt_from_start=config.prompt_from_start,
         use_prompt=config.use_prompt,
         prompt_episodes=episodes_of_quality(data, config.prompt_quality),
         segment_episodes=episodes_of_quality(data, config.segment_quality, "segment_quality"),

@@ -261,3 +261,13 @@ def test_push_refuses_symbolic_links(model_dir, tmp_path, monkeypatch):
     with pytest.raises(HubError, match="symbolic link"):
         push_model(folder, "tester/linked")
     assert uploads == []
+
+
+def test_the_cards_python_snippet_runs(model_dir):
+    import re
+
+    card = str(render_model_card(model_dir, str(model_dir), None))  # the repository id is the local folder here
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert scope["result"].returns.shape == (10,)

@@ -111,6 +111,10 @@ def test_controls_true_rewards_and_no_online_data(pretrained, point_robot_datase
     self_supervise(SelfSuperviseConfig(**common, labels="none", output_dir=str(tmp_path / "none")))
     assert not (tmp_path / "none" / "iteration_0" / "online").exists()
     assert (tmp_path / "none" / "model" / "config.json").exists()
+    # A control run in another run's folder would reuse that run's stages as its own: refused.
+    for change in ({"labels": "predicted"}, {"labels": "true", "seed": 1}):
+        with pytest.raises(ConfigError, match="choose a new --output-dir"):
+            self_supervise(SelfSuperviseConfig(**(common | change), output_dir=str(tmp_path / "true")))
 
 
 @pytest.mark.parametrize(

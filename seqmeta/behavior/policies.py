@@ -8,6 +8,9 @@ collector); the dataset stores only what a meta-learner may see. Quality levels:
   sampling its stochastic actions.
 - ``mixed``: per episode, one skill picked at random among all shipped snapshots (or noise levels).
 - ``random``: uniform over the action box.
+- ``explore``: the expert of *another* task: each episode it acts for task parameters drawn afresh
+  from the family's task distribution, in the true task (whose rewards are recorded). Its behavior
+  says nothing about the task, only the rewards do, as in an agent's own exploration.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from seqmeta.behavior.sac import Actor
 from seqmeta.errors import BehaviorPolicyError
 from seqmeta.tasks import TaskFamily
 
-QUALITIES = ("expert", "medium", "mixed", "random")
+QUALITIES = ("expert", "medium", "mixed", "random", "explore")
 POINT_ROBOT_NOISE = {"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)}
 
 
@@ -110,6 +113,30 @@ class SnapshotPolicy(BehaviorPolicy):
         return f"goal-conditioned SAC snapshot(s) {', '.join(self.names)} ({mode})"
 
 
+class ExplorePolicy(BehaviorPolicy):
+    """An expert acting, episode by episode, for freshly drawn task parameters instead of the true ones."""
+
+    quality = "explore"
+
+    def __init__(self, action_space, num_envs, expert: BehaviorPolicy, family: TaskFamily):
+        super().__init__(action_space, num_envs)
+        self.expert, self.family = expert, family
+        self.goals: np.ndarray | None = None
+
+    def start_episodes(self, slots, rng):
+        drawn = np.stack([self.family.goal_features(self.family.sample_params(rng)) for _ in slots])
+        if self.goals is None:
+            self.goals = np.zeros((self.num_envs, drawn.shape[1]), np.float32)
+        self.goals[slots] = drawn
+        self.expert.start_episodes(slots, rng)
+
+    def act(self, obs, goals, rng):
+        return self.expert.act(obs, self.goals[: len(obs)], rng)
+
+    def describe(self) -> str:
+        return f"explore: {self.expert.describe()}, acting for task parameters drawn per episode (not the task's)"
+
+
 def _weights_dir(family: str):
     return resources.files("seqmeta.behavior") / "weights" / family
 
@@ -124,7 +151,8 @@ def shipped_levels(family: str) -> dict:
 def available_qualities(family: TaskFamily) -> list[str]:
     if family.name in ("point-robot", "point-robot-sparse"):
         return list(QUALITIES)
-    return [q for q in QUALITIES if q in shipped_levels(family.name).get("levels", {})] + ["random"]
+    levels = shipped_levels(family.name).get("levels", {})
+    return [q for q in QUALITIES if q in levels] + ["random"] + (["explore"] if "expert" in levels else [])
 
 
 def load_actor(path) -> Actor:
@@ -148,6 +176,8 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     space = family.action_space
     if quality == "random":
         return RandomPolicy(space, num_envs)
+    if quality == "explore":
+        return ExplorePolicy(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
     if family.name in ("point-robot", "point-robot-sparse"):
         return PointRobotPolicy(space, num_envs, quality)
     level = shipped_levels(family.name)["levels"][quality]

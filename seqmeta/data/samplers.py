@@ -122,7 +122,9 @@ class PromptSampler:
     A segment ends at a uniformly drawn step at least ``min(K*, T) - 1`` into its episode, so an
     episode shorter than K* is taken whole (left-padded). Returns (B, J, K*, ...) arrays with the
     same keys as ``WindowSampler`` (rewards included, so prompts identify tasks by their rewards).
-    ``episodes`` (rows of ``dataset.episodes``) restricts the pool prompts are cut from.
+    ``episodes`` (rows of ``dataset.episodes``) restricts the pool prompts are cut from. With
+    ``start_segment`` the first of the J segments is the start of its episode (its first K* steps,
+    where an agent's acceleration and first rewards show the task), the others are drawn as above.
     """
 
     def __init__(
@@ -132,10 +134,12 @@ class PromptSampler:
         segment_length: int,
         seed: int = 0,
         episodes: Sequence[int] | None = None,
+        start_segment: bool = False,
     ):
         if num_segments < 1 or segment_length < 1:
             raise ValueError(f"num_segments and segment_length must be >= 1, got {num_segments}, {segment_length}")
         self.num_segments, self.segment_length = num_segments, segment_length
+        self.start_segment = start_segment
         self.slicer = _Slicer(dataset)
         ep = self._episodes = dataset.episodes
         pool = np.arange(len(ep["task_index"])) if episodes is None else np.unique(np.asarray(episodes, np.int64))
@@ -171,6 +175,8 @@ class PromptSampler:
         length = self._episodes["length"][episode]
         first_end = np.minimum(self.segment_length, length) - 1
         end_in_episode = first_end + (self.rng.random(shape) * (length - first_end)).astype(np.int64)
+        if self.start_segment:
+            end_in_episode[:, 0] = first_end[:, 0]
         ends = self._episodes["start"][episode] + end_in_episode
         batch = self.slicer.gather(ends, end_in_episode, self.segment_length)
         batch["episode_index"] = episode
