@@ -100,25 +100,17 @@ class RewardLabeler:
         s["observation"].append(torch.as_tensor(observation, dtype=torch.float32, device=self.device))
         s["action"].append(torch.as_tensor(action, dtype=torch.float32, device=self.device))
         n, t, k = len(s["observation"][0]), len(s["observation"]) - 1, self.model.config.context_length
-        lo = max(0, t + 2 - k)  # steps lo..t and a placeholder step t+1, whose act token holds a_t
-        zeros_obs, zeros_act = torch.zeros_like(s["observation"][0]), torch.zeros_like(s["action"][0])
-        zero_r = torch.zeros(n, device=self.device)
-        observation = torch.stack([*s["observation"][lo:], zeros_obs], 1)
-        action = torch.stack([*s["action"][lo:], zeros_act], 1)
-        reward = torch.stack([*s["reward"][lo:], zero_r, zero_r], 1)
-        steps = observation.shape[1]
-        out = self.model(
-            observation=observation,
-            action=action,
-            reward=reward,
-            return_to_go=torch.zeros(n, steps, device=self.device),
-            timestep=torch.arange(lo, lo + steps, device=self.device).expand(n, steps),
-            prev_action=torch.stack([s["action"][lo - 1] if lo else zeros_act, *s["action"][lo:]], 1),
-            prev_reward=torch.stack([s["reward"][lo - 1] if lo else zero_r, *s["reward"][lo:], zero_r], 1),
+        lo = max(0, t + 2 - k)  # steps lo..t and the model's read-out of r_t: K steps, as before
+        zeros_act, zero_r = torch.zeros_like(s["action"][0]), torch.zeros(n, device=self.device)
+        label = self.model.reward_of_last_step(
+            observation=torch.stack(s["observation"][lo:], 1),
+            action=torch.stack(s["action"][lo:], 1),
+            reward=torch.stack([*s["reward"][lo:], zero_r], 1),  # labels so far; r_t unknown
+            timestep=torch.arange(lo, t + 1, device=self.device).expand(n, t + 1 - lo),
+            prev_action=torch.stack([s["action"][lo - 1] if lo else zeros_act, *s["action"][lo:t]], 1),
+            prev_reward=torch.stack([s["reward"][lo - 1] if lo else zero_r, *s["reward"][lo:t]], 1),
             prompt=self.prompt,
-            hide_return=torch.ones(n, dtype=torch.bool, device=self.device),
         )
-        label = out.reward_preds[:, -2]
         s["reward"].append(label)
         return label.cpu().numpy().astype(np.float64)
 

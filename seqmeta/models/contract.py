@@ -15,6 +15,8 @@ config has the fields of ``SequenceModelConfig``, and which provides:
 - streaming: ``start_stream(prompt, batch)`` -> state, ``stream_step(state, observation, prev_action,
   prev_reward, return_to_go)`` -> actions (B, A); the streamed actions equal ``forward``'s.
 - ``value_at_start(observation, prompt)`` -> (B,) the value estimate at an episode's first state.
+- ``reward_of_last_step(observation, action, reward, timestep, prev_action, prev_reward, prompt)`` -> (B,)
+  r_hat(s_t, a_t) of the last of T history steps, returns hidden (what ``RewardLabeler`` asks).
 - ``lora_target_modules``: the module names LoRA adapters attach to.
 - buffers ``state_mean`` (its device is the model's).
 """
@@ -61,5 +63,7 @@ class SequenceModel(Protocol):
     ) -> torch.Tensor: ...
 
     def value_at_start(self, observation: torch.Tensor, prompt: dict[str, torch.Tensor] | None) -> torch.Tensor: ...
+
+    def reward_of_last_step(self, **history: Any) -> torch.Tensor: ...
 
     def eval(self) -> Any: ...

@@ -297,6 +297,38 @@ class PromptDTModel(PromptDTPreTrainedModel):
         )
         return out.value_preds[:, 0]
 
+    @torch.no_grad()
+    def reward_of_last_step(
+        self,
+        observation: torch.Tensor,  # (B, T, S): steps lo..t
+        action: torch.Tensor,  # (B, T, A): the actions taken, a_t last
+        reward: torch.Tensor,  # (B, T): rewards of steps lo..t-1 (the last entry is ignored)
+        timestep: torch.Tensor,  # (B, T)
+        prev_action: torch.Tensor,  # (B, T, A)
+        prev_reward: torch.Tensor,  # (B, T)
+        prompt: dict[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """r_hat(s_t, a_t) (B,) for the last step, returns hidden: what a reward labeler asks.
+
+        In this architecture r_t is read from the act token of step t+1 (which holds a_t), so a
+        placeholder step t+1 is appended; nothing of it but a_t reaches the prediction.
+        """
+        n, steps = observation.shape[:2]
+        device = observation.device
+        zero_r = torch.zeros(n, 1, device=device)
+        out = self(
+            observation=torch.cat([observation, torch.zeros_like(observation[:, :1])], 1),
+            action=torch.cat([action, torch.zeros_like(action[:, :1])], 1),
+            reward=torch.cat([reward, zero_r], 1),
+            return_to_go=torch.zeros(n, steps + 1, device=device),
+            timestep=torch.cat([timestep, timestep[:, -1:] + 1], 1),
+            prev_action=torch.cat([prev_action, action[:, -1:]], 1),
+            prev_reward=torch.cat([prev_reward, reward[:, -1:] * 0], 1),
+            prompt=prompt,
+            hide_return=torch.ones(n, dtype=torch.bool, device=device),
+        )
+        return out.reward_preds[:, -2]
+
     def action_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
         """tanh head mapped onto the action box."""
         unit = torch.tanh(self.action_head(hidden))
