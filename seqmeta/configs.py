@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import difflib
 import inspect
+import math
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,9 +30,37 @@ from seqmeta.io import atomic_write_text
 C = TypeVar("C")
 
 
-def option(default: Any, help: str) -> Any:
-    """A config field with its help text (shown by ``--help`` and written into recipes' docs)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def option(
+    default: Any,
+    help: str,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A config field with its help text (shown by ``--help``) and its allowed range: ``low`` <= value
+    (< with ``low_open``) <= ``high``, or one of ``choices``. ``check_options`` enforces them."""
+    metadata = {"help": help, "low": low, "high": high, "low_open": low_open, "choices": choices}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_options(config: Any, source: str = "config") -> None:
+    """Every field of ``config`` within its declared range (numbers finite), before any work starts."""
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        problem = None
+        if isinstance(value, float) and not math.isfinite(value):
+            problem = "a finite number"
+        elif meta.get("choices") and value not in meta["choices"]:
+            problem = f"one of {', '.join(map(str, meta['choices']))}"
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            low, high = meta.get("low"), meta.get("high")
+            if low is not None and (value <= low if meta.get("low_open") else value < low):
+                problem = f"{'>' if meta.get('low_open') else '>='} {low}"
+            elif high is not None and value > high:
+                problem = f"<= {high}"
+        if problem:
+            raise ConfigError(f"{source}: {f.name} must be {problem}, got {value!r}; {f.name}: {meta.get('help', '')}")
 
 
 def field_order(cls: type) -> list[str]:
@@ -66,7 +95,9 @@ def config_from_dict(cls: type[C], values: dict[str, Any], source: str = "config
             near = difflib.get_close_matches(key, list(fields), n=1)
             hint = f"did you mean {near[0]!r}? " if near else ""
             raise ConfigError(f"{source}: unknown key {key!r}; {hint}known keys: {', '.join(fields)}")
-    return cls(**{k: _check_value(cls, k, v, source) for k, v in values.items()})
+    config = cls(**{k: _check_value(cls, k, v, source) for k, v in values.items()})
+    check_options(config, source)
+    return config
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from seqmeta.agent import Agent
-from seqmeta.configs import option
+from seqmeta.configs import check_options, option
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json
@@ -55,7 +55,7 @@ class EvalProtocol:
     prompt_source: str = option("expert", "a quality level of the data, ood (other tasks' episodes), or own")
     prompt_trajectories: str = option("0,1,2,4", "prompt settings: numbers of trajectories (own: rounds)")
     target_return: str = option("fixed", "fixed, oracle, demo, model, or a number")
-    episodes: int = option(20, "episodes per task and prompt setting")
+    episodes: int = option(20, "episodes per task and prompt setting", low=1)
     seed: int = option(2026, "evaluation seed (env resets, prompt draws), separate from the training seed")
 
     def settings(self) -> list[int]:
@@ -271,6 +271,7 @@ def evaluate(
     """
     from seqmeta.data.dataset import load_trajectories
 
+    check_options(protocol)
     if not protocol.data:
         raise ConfigError("the protocol needs data: the offline dataset of the family (--data DIR)")
     data = load_trajectories(protocol.data)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from seqmeta.configs import option
+from seqmeta.configs import check_options, option
 from seqmeta.errors import ConfigError
 from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
@@ -42,19 +42,23 @@ class FinetuneConfig(LoopConfig):
     model: str = option("", "the trained model folder (a `seqmeta train` model/ or any save_pretrained folder)")
     data: str = option("", "dataset folder holding trajectories of the new tasks")
     output_dir: str = option("outputs/finetune", "checkpoints/, logs/ and the adapted model/ go here")
-    method: str = option("full", "full, lora or awr (advantage-weighted, with the model's value head)")
+    method: str = option(
+        "full", "full, lora or awr (advantage-weighted, with the model's value head)", choices=("full", "lora", "awr")
+    )
     tasks: str = option("all", "tasks of the dataset to adapt to: all, test, train, or indices like 2,7")
-    trajectories: int = option(5, "trajectories per task to learn from: the first N episodes of each task")
-    segment_length: int = option(0, "history steps per sample (0: twice the model's context_length)")
-    lora_rank: int = option(8, "LoRA rank (method lora)")
-    lora_alpha: float = option(16.0, "LoRA scaling numerator (method lora)")
-    awr_beta: float = option(1.0, "AWR temperature, in units of the model's return_scale (method awr)")
-    awr_max_weight: float = option(20.0, "AWR weight cap (method awr)")
-    max_steps: int = option(300, "optimizer steps")
-    batch_size: int = option(32, "samples per process and step")
-    warmup_steps: int = option(10, "linear learning-rate warmup steps")
-    checkpoint_every: int = option(100, "steps between save_state checkpoints (the last two are kept)")
-    log_every: int = option(10, "steps between tracker logs")
+    trajectories: int = option(5, "trajectories per task to learn from: the first N episodes of each task", low=1)
+    segment_length: int = option(0, "history steps per sample (0: twice the model's context_length)", low=0)
+    lora_rank: int = option(8, "LoRA rank (method lora)", low=1)
+    lora_alpha: float = option(16.0, "LoRA scaling numerator (method lora)", low=0, low_open=True)
+    awr_beta: float = option(
+        1.0, "AWR temperature, in units of the model's return_scale (method awr)", low=0, low_open=True
+    )
+    awr_max_weight: float = option(20.0, "AWR weight cap (method awr)", low=0, low_open=True)
+    max_steps: int = option(300, "optimizer steps", low=1)
+    batch_size: int = option(32, "samples per process and step", low=1)
+    warmup_steps: int = option(10, "linear learning-rate warmup steps", low=0)
+    checkpoint_every: int = option(100, "steps between save_state checkpoints (the last two are kept)", low=1)
+    log_every: int = option(10, "steps between tracker logs", low=1)
 
 
 def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]:
@@ -68,6 +72,7 @@ def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]
 
 def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     """Adapt ``config.model`` to the chosen tasks of ``config.data``; returns the adapted model's folder."""
+    check_options(config)
     from seqmeta.data.dataset import load_trajectories
     from seqmeta.models import load_model
 

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqmeta.configs import option, read_yaml, save_config
+from seqmeta.configs import check_options, option, read_yaml, save_config
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.evaluation import family_envs, own_rounds
@@ -57,20 +57,28 @@ class SelfSuperviseConfig(LoopConfig):
     model: str = option("", "the offline meta-trained model folder (a `seqmeta train` model/)")
     data: str = option("", "the offline dataset it was trained on: segments, and the labeler's task context")
     output_dir: str = option("outputs/self-supervise", "iteration_*/ (online data, run) and the final model/")
-    labels: str = option("predicted", "rewards of the online episodes: predicted (reward head), true, none (no data)")
-    rounds: int = option(3, "exploration rounds per task: round 0 unprompted, round r prompted by rounds < r")
-    episodes_per_task: int = option(4, "episodes per training task and round")
-    iterations: int = option(2, "explore-then-train cycles; each explores with the latest model")
-    online_prompt_fraction: float = option(0.5, "fraction of training prompts cut from the online episodes")
+    labels: str = option(
+        "predicted",
+        "rewards of the online episodes: predicted (reward head), true, none (no data)",
+        choices=("predicted", "true", "none"),
+    )
+    rounds: int = option(3, "exploration rounds per task: round 0 unprompted, round r prompted by rounds < r", low=1)
+    episodes_per_task: int = option(4, "episodes per training task and round", low=1)
+    iterations: int = option(2, "explore-then-train cycles; each explores with the latest model", low=1)
+    online_prompt_fraction: float = option(
+        0.5, "fraction of training prompts cut from the online episodes", low=0, high=1
+    )
     prompt_quality: str = option("", "cut the other (offline) prompts only from this quality level ('': any)")
     target_return: str = option("fixed", "the explorer's target return: fixed (best in the data) or a number")
-    segment_length: int = option(0, "history steps per sample (0: the offline run's, else twice the context)")
-    return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (keeps the value head)")
-    max_steps: int = option(1000, "optimizer steps per iteration")
-    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
-    warmup_steps: int = option(50, "linear learning-rate warmup steps")
-    checkpoint_every: int = option(250, "steps between save_state checkpoints (the last two are kept)")
-    log_every: int = option(50, "steps between tracker logs")
+    segment_length: int = option(0, "history steps per sample (0: the offline run's, else twice the context)", low=0)
+    return_dropout: float = option(
+        0.1, "fraction of samples whose returns are hidden (keeps the value head)", low=0, high=1
+    )
+    max_steps: int = option(1000, "optimizer steps per iteration", low=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate after warmup", low=0, low_open=True)
+    warmup_steps: int = option(50, "linear learning-rate warmup steps", low=0)
+    checkpoint_every: int = option(250, "steps between save_state checkpoints (the last two are kept)", low=1)
+    log_every: int = option(50, "steps between tracker logs", low=1)
 
 
 # ---- labeling -------------------------------------------------------------------------------------
@@ -242,6 +250,7 @@ def self_supervise(config: SelfSuperviseConfig, resume: bool = False) -> Path:
     Completed stages are always skipped and an interrupted iteration's training continues from its
     last checkpoint, so ``resume`` (the CLI's ``--resume``) changes nothing: running again resumes.
     """
+    check_options(config)
     from seqmeta.data.dataset import load_trajectories, write_dataset
     from seqmeta.models import load_model
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seqmeta.configs import option, read_yaml, save_config
+from seqmeta.configs import check_options, option, read_yaml, save_config
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_directory, atomic_write_text
 from seqmeta.models import build_model, model_fields
@@ -49,18 +49,20 @@ RESUMABLE_CHANGES = frozenset(
 class LoopConfig:
     """The optimizer loop's settings: what meta-training and fine-tuning share (``fit`` reads them)."""
 
-    max_steps: int = option(2000, "optimizer steps")
-    batch_size: int = option(64, "samples per process and step")
-    learning_rate: float = option(1e-4, "AdamW learning rate after warmup")
-    weight_decay: float = option(1e-4, "AdamW weight decay")
-    warmup_steps: int = option(100, "linear learning-rate warmup steps")
-    grad_clip: float = option(0.25, "gradient norm clip")
-    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step")
-    mixed_precision: str = option("auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)")
-    checkpoint_every: int = option(500, "steps between save_state checkpoints (the last two are kept)")
-    log_every: int = option(20, "steps between tracker logs")
+    max_steps: int = option(2000, "optimizer steps", low=1)
+    batch_size: int = option(64, "samples per process and step", low=1)
+    learning_rate: float = option(1e-4, "AdamW learning rate after warmup", low=0, low_open=True)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
+    warmup_steps: int = option(100, "linear learning-rate warmup steps", low=0)
+    grad_clip: float = option(0.25, "gradient norm clip", low=0, low_open=True)
+    gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step", low=1)
+    mixed_precision: str = option(
+        "auto", "no, fp16, bf16, or auto (bf16 on a GPU that has it, else no)", choices=("no", "fp16", "bf16", "auto")
+    )
+    checkpoint_every: int = option(500, "steps between save_state checkpoints (the last two are kept)", low=1)
+    log_every: int = option(20, "steps between tracker logs", low=1)
     report_to: str = option("tensorboard", "accelerate trackers, comma-separated (tensorboard, wandb, ...), or none")
-    seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)")
+    seed: int = option(0, "seed of the model init, dropout and samplers (rank r samples with seed + 1000 r)", low=0)
 
 
 @dataclass
@@ -70,11 +72,13 @@ class TrainConfig(LoopConfig):
     data: str = option("", "dataset folder (`seqmeta collect` output); its task set's training tasks are trained on")
     output_dir: str = option("outputs/train", "checkpoints/, logs/, train_log.jsonl and the final model/ go here")
     segment_length: int = option(
-        40, "history steps per sample; longer than context_length trains the K-step band the agent streams with"
+        40,
+        "history steps per sample; longer than context_length trains the K-step band the agent streams with",
+        low=1,
     )
-    context_length: int = option(20, "K: history steps a token attends to")
-    num_prompt_segments: int = option(1, "J: prompt segments per sample")
-    prompt_length: int = option(5, "K*: steps per prompt segment")
+    context_length: int = option(20, "K: history steps a token attends to", low=1)
+    num_prompt_segments: int = option(1, "J: prompt segments per sample", low=1)
+    prompt_length: int = option(5, "K*: steps per prompt segment", low=1)
     prompt_from_start: bool = option(False, "the first prompt segment is the start of its episode (K* first steps)")
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
     prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
@@ -82,20 +86,27 @@ class TrainConfig(LoopConfig):
         "", "cut history segments (what the model imitates) only from this quality level, e.g. expert ('': any)"
     )
     use_return: bool = option(True, "condition on the return-to-go")
-    return_dropout: float = option(0.1, "fraction of samples whose returns are hidden (trains the value head)")
+    return_dropout: float = option(
+        0.1, "fraction of samples whose returns are hidden (trains the value head)", low=0, high=1
+    )
     prompt_dropout: float = option(
-        0.0, "fraction of samples whose prompt is hidden (all masked): trains how to act with no prompt (round 0)"
+        0.0,
+        "fraction of samples whose prompt is hidden (all masked): trains how to act with no prompt (round 0)",
+        low=0,
+        high=1,
     )
-    hidden_size: int = option(128, "transformer width")
-    num_layers: int = option(3, "transformer blocks")
-    num_heads: int = option(1, "attention heads")
-    dropout: float = option(0.1, "dropout in the transformer")
-    eval_every: int = option(250, "steps between validation losses on held-out tasks (0: never)")
-    eval_batches: int = option(4, "batches per validation (the same batches every time)")
+    hidden_size: int = option(128, "transformer width", low=1)
+    num_layers: int = option(3, "transformer blocks", low=1)
+    num_heads: int = option(1, "attention heads", low=1)
+    dropout: float = option(0.1, "dropout in the transformer", low=0, high=0.99)
+    eval_every: int = option(250, "steps between validation losses on held-out tasks (0: never)", low=0)
+    eval_batches: int = option(4, "batches per validation (the same batches every time)", low=1)
     rollout_every: int = option(
-        0, "steps between batched rollouts on held-out tasks, prompted with 1 expert trajectory (0: never)"
+        0,
+        "steps between batched rollouts on held-out tasks, prompted with 1 expert trajectory (0: never)",
+        low=0,
     )
-    rollout_episodes: int = option(5, "episodes per held-out task in each of those rollouts")
+    rollout_episodes: int = option(5, "episodes per held-out task in each of those rollouts", low=1)
 
     def model_options(self) -> dict:
         """The fields that configure the model: those named like a model config field."""
@@ -295,6 +306,8 @@ def _mixed_precision(choice: str) -> str:
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
     if choice not in ("no", "fp16", "bf16"):
         raise ConfigError(f"mixed_precision must be no, fp16, bf16 or auto, got {choice!r}")
+    if choice == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("mixed_precision fp16 needs a CUDA GPU; on this machine use no (or auto)")
     return choice
 
 
@@ -397,6 +410,8 @@ def fit(
         counter.step += 1
         window_steps += 1
         bar.update(1)
+        if due(config.log_every) or due(config.checkpoint_every):
+            _check_finite(sums, counter.step, config.log_every)
         if due(config.log_every):
             rate = window_steps * samples_per_step / (time.perf_counter() - window_start)
             micro = window_steps * config.gradient_accumulation_steps
@@ -419,7 +434,19 @@ def fit(
                 save_config(config, Path(location) / config_name)  # written last: marks the save complete
             accelerator.wait_for_everyone()
     bar.close()
+    _check_finite(sums, counter.step, config.log_every)
     return accelerator, model
+
+
+def _check_finite(sums: dict[str, torch.Tensor], step: int, log_every: int) -> None:
+    """Stop a run whose loss went NaN or inf (checked when logging and before saving: one sync)."""
+    loss = sums.get("loss")
+    if loss is not None and not bool(torch.isfinite(loss)):
+        raise ConfigError(
+            f"the training loss is {loss.item()} by step {step} (within the last {log_every} steps); nothing was saved "
+            "from these steps. Check the data for NaN or extreme values (seqmeta info), lower the learning rate, or "
+            "clip gradients harder (grad_clip)"
+        )
 
 
 @torch.no_grad()
@@ -444,6 +471,12 @@ def save_model(accelerator, model, config, folder: Path, config_name: str, extra
         state_dict = unwrapped.state_dict()
     else:
         state_dict = accelerator.get_state_dict(model)  # every rank takes part (FSDP gathers here)
+    broken = [name for name, value in state_dict.items() if value.is_floating_point() and not value.isfinite().all()]
+    if broken:
+        raise ConfigError(
+            f"the trained weights hold NaN or inf ({', '.join(broken[:3])}...): the model is not saved. Check the data "
+            "for extreme values, lower the learning rate or clip gradients harder (grad_clip)"
+        )
     if accelerator.is_main_process:
         with atomic_directory(folder, overwrite=True) as tmp:
             unwrapped.save_pretrained(tmp, state_dict=state_dict)
@@ -473,8 +506,14 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     """Meta-train (or, with ``resume``, continue) and return the folder of the saved model."""
     from seqmeta.data.dataset import load_trajectories
 
+    check_options(config)
     if not config.data:
         raise ConfigError("no training data: set data in the recipe or pass --data DIR (a `seqmeta collect` folder)")
+    if config.hidden_size % config.num_heads:
+        raise ConfigError(
+            f"hidden_size {config.hidden_size} is not divisible by num_heads {config.num_heads}: choose a width that "
+            "is a multiple of the heads"
+        )
     data = load_trajectories(config.data)
     task_set = data.task_set
     present = set(np.unique(data.episodes["task_index"]).tolist())

@@ -327,6 +327,28 @@ class TrajectoryDataset:
                 f"{self.path}: episodes are not stored as contiguous, ordered row ranges with timesteps "
                 f"0..T-1; re-create the dataset with seqmeta (do not shuffle or filter its rows)"
             )
+        meta = self.meta
+        widths = {"observation": meta.observation_dim, "action": meta.action_dim}
+        for name in ("observation", "action", "reward", "return_to_go"):
+            values = self.column(name)
+            if name in widths and values.shape[1:] != (widths[name],):
+                raise DatasetFormatError(
+                    f"{self.path}: {name}s are {values.shape[1:]} wide but seqmeta.json says {widths[name]}; "
+                    "re-create it"
+                )
+            finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+            if not finite.all():
+                row = int(np.flatnonzero(~finite)[0])
+                raise DatasetFormatError(
+                    f"{self.path}: {name} holds NaN or inf at row {row} (episode {int(episode_index[row])}); the data "
+                    "is damaged: re-create the dataset, or drop that episode and write it again with seqmeta"
+                )
+        tasks = self.column("task_index")
+        if tasks.min() < 0 or tasks.max() >= len(meta.tasks):
+            raise DatasetFormatError(
+                f"{self.path}: task index {int(tasks.max() if tasks.max() >= len(meta.tasks) else tasks.min())} is not "
+                f"in the task table of {len(meta.tasks)} tasks; re-create the dataset"
+            )
 
     def __len__(self) -> int:
         return len(self.hf)

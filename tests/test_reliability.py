@@ -1,0 +1,128 @@
+"""Bad input gets one clear line and exit 2 before any work; bad data never trains silently."""
+
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from seqmeta.cli import main
+from seqmeta.configs import check_options
+from seqmeta.data.dataset import load_trajectories
+from seqmeta.errors import ConfigError, DatasetFormatError
+from seqmeta.trainer import TrainConfig, train
+
+BAD_TRAIN_OPTIONS = [
+    (["--grad-clip", "-1"], "grad_clip must be > 0"),
+    (["--max-steps", "0"], "max_steps must be >= 1"),
+    (["--checkpoint-every", "0"], "checkpoint_every must be >= 1"),
+    (["--return-dropout", "2"], "return_dropout must be <= 1"),
+    (["--prompt-dropout", "-0.5"], "prompt_dropout must be >= 0"),
+    (["--context-length", "0"], "context_length must be >= 1"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--learning-rate", "-1"], "learning_rate must be > 0"),
+    (["--learning-rate", "nan"], "learning_rate must be a finite number"),
+    (["--dropout", "1.5"], "dropout must be <= 0.99"),
+    (["--hidden-size", "30", "--num-heads", "4"], "not divisible by num_heads"),
+    (["--mixed-precision", "fp8"], "mixed_precision must be one of"),
+    (["--mixed-precision", "fp16"], "fp16 needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), BAD_TRAIN_OPTIONS)
+def test_bad_training_options_are_refused_before_any_work(point_robot_dataset, tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    code = main(["train", "--data", str(point_robot_dataset.path), "--output-dir", str(out), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (out / "model").exists()
+
+
+@pytest.mark.parametrize(
+    ("verb", "flags", "message"),
+    [
+        ("finetune", ["--method", "magic"], "method must be one of"),
+        ("finetune", ["--awr-beta", "0"], "awr_beta must be > 0"),
+        ("finetune", ["--trajectories", "0"], "trajectories must be >= 1"),
+        ("self-supervise", ["--labels", "oracle"], "labels must be one of"),
+        ("self-supervise", ["--online-prompt-fraction", "1.5"], "online_prompt_fraction must be <= 1"),
+        ("eval", ["--episodes", "0"], "episodes must be >= 1"),
+    ],
+)
+def test_bad_options_of_other_verbs(tiny_trained_model, point_robot_dataset, tmp_path, capsys, verb, flags, message):
+    argv = [verb, "--model", str(tiny_trained_model), "--data", str(point_robot_dataset.path)]
+    code = main([*argv, "--output-dir", str(tmp_path / "o"), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err, err
+
+
+def test_check_options_on_a_config_built_in_python():
+    with pytest.raises(ConfigError, match="return_dropout must be <= 1"):
+        check_options(TrainConfig(return_dropout=1.5))
+    check_options(TrainConfig())  # the defaults are in range
+
+
+def damaged_copy(dataset, tmp_path, column, row, value):
+    """A copy of the dataset whose Arrow file has ``value`` written into ``column`` at ``row``."""
+    copy = tmp_path / "damaged"
+    shutil.copytree(dataset.path, copy)
+    table = dataset.hf.data.table
+    values = table.column(column).to_numpy(zero_copy_only=False)
+    values = np.stack(values) if values.dtype == object else values.copy()
+    values[row] = value
+    array = pa.FixedSizeListArray.from_arrays(values.ravel(), values.shape[1]) if values.ndim == 2 else pa.array(values)
+    table = table.set_column(table.schema.get_field_index(column), column, array.cast(table.schema.field(column).type))
+    arrow = next(copy.glob("data-*.arrow"))
+    with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "match"),
+    [
+        ("observation", np.nan, "observation holds NaN"),
+        ("reward", np.inf, "reward holds NaN"),
+        ("task_index", 99, "task index 99"),
+    ],
+)
+def test_damaged_data_is_refused_on_load_and_never_trained_on(point_robot_dataset, tmp_path, column, value, match):
+    copy = damaged_copy(point_robot_dataset, tmp_path, column, 123, value)
+    with pytest.raises(DatasetFormatError, match=match):
+        load_trajectories(copy)
+    with pytest.raises(DatasetFormatError, match=match):
+        train(TrainConfig(data=str(copy), output_dir=str(tmp_path / "run"), max_steps=2, report_to="none"))
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_a_loss_that_goes_nan_stops_training_and_saves_nothing(point_robot_dataset, tmp_path, monkeypatch):
+    import torch
+
+    from seqmeta.models.prompt_dt.modeling_prompt_dt import PromptDTModel
+
+    forward = PromptDTModel.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        calls["n"] += 1
+        if kwargs.get("return_loss") and calls["n"] >= 3:
+            out.loss = out.loss * torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(PromptDTModel, "forward", poisoned)
+    config = TrainConfig(
+        data=str(point_robot_dataset.path),
+        output_dir=str(tmp_path / "run"),
+        max_steps=6,
+        batch_size=8,
+        hidden_size=16,
+        num_layers=1,
+        log_every=2,
+        checkpoint_every=100,
+        eval_every=0,
+        report_to="none",
+    )
+    with pytest.raises(ConfigError, match="training loss is nan by step 4"):
+        train(config)
+    assert not (tmp_path / "run" / "model").exists()
