@@ -1,5 +1,6 @@
 """Bad input gets one clear line and exit 2 before any work; bad data never trains silently."""
 
+import re
 import shutil
 
 import numpy as np
@@ -126,3 +127,55 @@ def test_a_loss_that_goes_nan_stops_training_and_saves_nothing(point_robot_datas
     with pytest.raises(ConfigError, match="training loss is nan by step 4"):
         train(config)
     assert not (tmp_path / "run" / "model").exists()
+
+
+def _edited_model(tiny_trained_model, tmp_path, edit):
+    import json
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_trained_model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    edit(config)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.pop("state_mean"), "lacks \\['state_mean'\\]"),
+        (lambda c: c.update(num_layers=c["num_layers"] + 1), "weights do not match config.json"),
+        (lambda c: c.update(model_type="gpt2"), "not a seqmeta model"),
+    ],
+)
+def test_eval_refuses_a_model_folder_it_would_run_wrongly(
+    tiny_trained_model, point_robot_dataset, tmp_path, capsys, edit, message
+):
+    folder = _edited_model(tiny_trained_model, tmp_path, edit)
+    argv = [
+        "eval",
+        "--model",
+        str(folder),
+        "--data",
+        str(point_robot_dataset.path),
+        "--output-dir",
+        str(tmp_path / "e"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert not (tmp_path / "e" / "eval_results.json").exists()
+
+
+def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_dataset, tmp_path, capsys):
+    argv = [
+        "eval",
+        "--model",
+        "runs/nope/model",
+        "--data",
+        str(point_robot_dataset.path),
+        "--output-dir",
+        str(tmp_path),
+    ]
+    assert main(argv) == 2
+    assert "no model folder at runs/nope/model" in capsys.readouterr().err

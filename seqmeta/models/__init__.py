@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig
 
 from seqmeta.errors import ConfigError
 from seqmeta.models.prompt_dt import PromptDTConfig, PromptDTModel, PromptDTOutput
+
+NORMALIZATION_FIELDS = ("state_mean", "state_std", "action_low", "action_high")
 
 AutoConfig.register(PromptDTConfig.model_type, PromptDTConfig, exist_ok=True)
 AutoModel.register(PromptDTConfig, PromptDTModel, exist_ok=True)
@@ -22,7 +24,28 @@ def load_model(path, **kwargs):
         raise ConfigError(f"no model folder at {text}: give a `seqmeta train` model/ folder or a Hub id org/name")
     if Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
         raise ConfigError(f"{text} is not a model folder (no config.json): give a `seqmeta train` model/ folder")
-    return AutoModel.from_pretrained(text, **kwargs)
+    config = AutoConfig.from_pretrained(text, **kwargs)
+    if not str(getattr(config, "model_type", "")).startswith("seqmeta"):
+        raise ConfigError(
+            f"{text} holds a {getattr(config, 'model_type', 'unknown')!r} model, not a seqmeta model: give a folder "
+            "that `seqmeta train` (or save_pretrained of a seqmeta model) wrote"
+        )
+    raw, _ = PreTrainedConfig.get_config_dict(text, **kwargs)  # config.json as written, before defaults
+    missing = [k for k in NORMALIZATION_FIELDS if raw.get(k) is None]
+    if missing:
+        raise ConfigError(
+            f"{text}: config.json lacks {missing}, the normalization the weights were trained with; the model "
+            "would act on wrongly scaled inputs: use the folder its training run wrote"
+        )
+    model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
+    problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    if problems:
+        raise ConfigError(
+            f"{text}: the weights do not match config.json "
+            f"({'; '.join(f'{k}: {list(v)[:3]}' for k, v in problems.items())}): some layers would be random; use the "
+            "weights and config.json its training run wrote together"
+        )
+    return model
 
 
 def load_model_config(path, **kwargs):
