@@ -21,6 +21,7 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from seqmeta.errors import SeqmetaError
 
@@ -47,18 +48,39 @@ def cmd_families(args: argparse.Namespace) -> None:
 def cmd_collect(args: argparse.Namespace) -> None:
     from seqmeta.data.collect import collect_dataset
 
+    task_set = _task_params_file(args.task_params) if args.task_params else args.task_set
     dataset = collect_dataset(
         args.family,
         args.quality,
         args.out,
         tasks=args.tasks,
         episodes_per_task=args.episodes_per_task,
-        task_set=args.task_set,
+        task_set=task_set,
         seed=args.seed,
         overwrite=args.overwrite,
         command=args.command_line,
     )
     _print_summary(dataset)
+
+
+def _task_params_file(path: str):
+    """A task list of your own from JSON: {"name": ..., "params": [{...}, ...], "test": [indices]}."""
+    import json
+
+    from seqmeta.errors import ConfigError
+    from seqmeta.tasks import TaskSet
+
+    try:
+        spec = json.loads(Path(path).read_text())
+        params, test = tuple(dict(p) for p in spec["params"]), tuple(int(i) for i in spec.get("test", ()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(
+            f"--task-params {path}: {type(e).__name__}: {e}; give a JSON file like "
+            '{"name": "fast", "params": [{"goal_velocity": 3.2}, {"goal_velocity": 3.6}], "test": [1]}'
+        ) from None
+    if not params or any(not 0 <= i < len(params) for i in test):
+        raise ConfigError(f"--task-params {path}: give at least one task, and test indices among 0..{len(params) - 1}")
+    return TaskSet(str(spec.get("name", "custom")), params, test, f"tasks from {Path(path).name}")
 
 
 def cmd_import_hdf5(args: argparse.Namespace) -> None:
@@ -176,8 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("collect", help="roll out behavior policies into a dataset")
     dataset_target(p)
-    p.add_argument("--quality", default="expert", help="expert, medium, mixed, random, or a comma list")
+    p.add_argument("--quality", default="expert", help="expert, medium, mixed, random, explore, or a comma list")
     p.add_argument("--tasks", default="all", help="train, test, all, or task indices like 0,3,7")
+    p.add_argument(
+        "--task-params",
+        default=None,
+        help='a JSON task list of your own instead of --task-set: {"name", "params": [{...}], "test": [indices]}',
+    )
     p.add_argument("--episodes-per-task", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_collect)

@@ -5,6 +5,7 @@ import datasets
 import h5py
 import numpy as np
 
+import seqmeta
 from seqmeta.cli import main
 
 
@@ -70,3 +71,19 @@ def test_import_hdf5_verb(tmp_path):
         == 0
     )
     assert datasets.load_from_disk(str(tmp_path / "o"))["return_to_go"][0] == 20.0
+
+
+def test_collect_a_task_list_from_a_json_file(tmp_path, capsys):
+    import json
+
+    spec = tmp_path / "far.json"
+    spec.write_text(json.dumps({"name": "far", "params": [{"goal": [2.0, 2.0]}, {"goal": [-2.5, 0.5]}], "test": [1]}))
+    out = tmp_path / "d"
+    argv = ["collect", "--family", "point-robot", "--task-params", str(spec), "--episodes-per-task", "2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    data = seqmeta.load_trajectories(out)
+    assert data.task_set.name == "far" and data.task_set.params[1] == {"goal": [-2.5, 0.5]}
+    assert data.task_set.test_indices == (1,) and data.meta.num_episodes == 4
+    spec.write_text(json.dumps({"params": [{"goal": [0, 0]}], "test": [3]}))
+    assert main([*argv, "--out", str(tmp_path / "e")]) == 2
+    assert "test indices among 0..0" in capsys.readouterr().err

@@ -224,6 +224,7 @@ def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_f
     (folder / "own").mkdir()  # a second evaluation, in a subfolder, with its plot
     shutil.copy2(model_dir / "eval_results.json", folder / "own" / "eval_results.json")
     shutil.copy2(model_dir / "per_task.png", folder / "own" / "per_task.png")
+    (folder / "own" / "video_task45_prompt0_0.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")  # a rollout video
     model = PromptDTModel.from_pretrained(folder)
     with torch.no_grad():
         next(model.parameters()).add_(1.0)  # differs from the folder's weights now
@@ -239,6 +240,7 @@ def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_f
     card = (staged / "README.md").read_text()
     assert "tester/changed" in card
     assert (staged / "own" / "eval_results.json").is_file() and (staged / "own" / "per_task.png").is_file()
+    assert (staged / "own" / "video_task45_prompt0_0.mp4").is_file()
     assert "from `own/eval_results.json`" in card and "(own/per_task.png)" in card
 
 
