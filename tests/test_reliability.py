@@ -13,6 +13,8 @@ from seqmeta.data.dataset import load_trajectories
 from seqmeta.errors import ConfigError, DatasetFormatError
 from seqmeta.trainer import TrainConfig, train
 
+from .test_trainer import tiny_config
+
 BAD_TRAIN_OPTIONS = [
     (["--grad-clip", "-1"], "grad_clip must be > 0"),
     (["--max-steps", "0"], "max_steps must be >= 1"),
@@ -112,18 +114,7 @@ def test_a_loss_that_goes_nan_stops_training_and_saves_nothing(point_robot_datas
         return out
 
     monkeypatch.setattr(PromptDTModel, "forward", poisoned)
-    config = TrainConfig(
-        data=str(point_robot_dataset.path),
-        output_dir=str(tmp_path / "run"),
-        max_steps=6,
-        batch_size=8,
-        hidden_size=16,
-        num_layers=1,
-        log_every=2,
-        checkpoint_every=100,
-        eval_every=0,
-        report_to="none",
-    )
+    config = tiny_config(point_robot_dataset.path, tmp_path / "run", 6, log_every=2, checkpoint_every=100, eval_every=0)
     with pytest.raises(ConfigError, match="training loss is nan by step 4"):
         train(config)
     assert not (tmp_path / "run" / "model").exists()
