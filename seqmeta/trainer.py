@@ -95,6 +95,9 @@ class TrainConfig(LoopConfig):
         low=0,
         high=1,
     )
+    no_prompt_quality: str = option(
+        "", "segments of the samples whose prompt is hidden come from this quality level, e.g. sweep ('': as others)"
+    )
     hidden_size: int = option(128, "transformer width", low=1)
     num_layers: int = option(3, "transformer blocks", low=1)
     num_heads: int = option(1, "attention heads", low=1)
@@ -144,6 +147,7 @@ class EpisodeBatches:
         episodes=None,
         prompt_episodes=None,
         segment_episodes=None,
+        no_prompt_episodes=None,
         same_episode_prompts: bool = False,
         seed: int = 0,
     ):
@@ -153,6 +157,11 @@ class EpisodeBatches:
         if segment_episodes is not None:
             windows = segment_episodes if episodes is None else np.intersect1d(segment_episodes, episodes)
         self.windows = WindowSampler(data, segment_length, batch_size, tasks=tasks, seed=seed, episodes=windows)
+        self.no_prompt_windows = None  # where samples with a hidden prompt take their segments, if not from windows
+        if no_prompt_episodes is not None:
+            self.no_prompt_windows = WindowSampler(
+                data, segment_length, batch_size, tasks=tasks, seed=seed + 3, episodes=no_prompt_episodes
+            )
         if prompt_episodes is not None:
             episodes = prompt_episodes if episodes is None else np.intersect1d(prompt_episodes, episodes)
         self.prompts = PromptSampler(
@@ -171,6 +180,11 @@ class EpisodeBatches:
             if self.prompt_dropout:
                 hidden = self.rng.random(len(task)) < self.prompt_dropout
                 batch["prompt"]["attention_mask"] = batch["prompt"]["attention_mask"] & ~hidden[:, None]
+                if self.no_prompt_windows is not None:  # what to do before seeing the task: its own behavior
+                    other = self.no_prompt_windows.sample()
+                    for key, value in batch.items():
+                        if key != "prompt":
+                            batch[key] = np.where(hidden.reshape(-1, *[1] * (value.ndim - 1)), other[key], value)
         batch["hide_return"] = self.rng.random(len(task)) < self.return_dropout
         return batch
 
@@ -182,15 +196,20 @@ class EpisodeBatches:
         return flatten_prompt(self.prompts.sample(task, exclude))
 
     def state_dict(self) -> dict[str, Any]:
-        return {
+        state = {
             "windows": self.windows.state_dict(),
             "prompts": self.prompts.state_dict(),
             "rng": json.dumps(self.rng.bit_generator.state),
         }
+        if self.no_prompt_windows is not None:
+            state["no_prompt_windows"] = self.no_prompt_windows.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.windows.load_state_dict(state["windows"])
         self.prompts.load_state_dict(state["prompts"])
+        if self.no_prompt_windows is not None:
+            self.no_prompt_windows.load_state_dict(state["no_prompt_windows"])
         self.rng.bit_generator.state = json.loads(state["rng"])
 
 
@@ -530,6 +549,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         use_prompt=config.use_prompt,
         prompt_episodes=episodes_of_quality(data, config.prompt_quality),
         segment_episodes=episodes_of_quality(data, config.segment_quality, "segment_quality"),
+        no_prompt_episodes=episodes_of_quality(data, config.no_prompt_quality, "no_prompt_quality"),
     )
 
     def validation_batches():

@@ -108,3 +108,31 @@ def test_replay_buffer_resumes_into_a_larger_capacity():
     big.add([6, 6], [6], 6, [6, 6], 0.0)
     assert big.size == 5 and big.arrays["reward"][:5].tolist() == [2, 3, 4, 5, 6]
     assert set(big.sample(200, np.random.default_rng(0))["reward"].tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
+
+
+@pytest.mark.parametrize("quality", ["explore", "sweep"])
+def test_explore_and_sweep_behave_the_same_in_every_task_only_rewards_differ(quality):
+    from seqmeta.data.collect import collect_episodes
+
+    family = seqmeta.get_family("point-robot")
+    a = collect_episodes(family, quality, [{"goal": [0.9, 0.9]}], 3, seed=5, progress=False)
+    b = collect_episodes(family, quality, [{"goal": [-0.9, -0.4]}], 3, seed=5, progress=False)
+    np.testing.assert_array_equal(a.observations, b.observations)  # point-robot dynamics ignore the goal
+    np.testing.assert_array_equal(a.actions, b.actions)
+    assert not np.allclose(a.rewards, b.rewards)
+    expert = collect_episodes(family, "expert", [{"goal": [0.9, 0.9]}], 3, seed=5, progress=False)
+    assert not np.allclose(expert.actions, a.actions)
+
+
+def test_sweep_is_one_fixed_schedule_of_tasks_over_the_episode():
+    family = seqmeta.get_family("point-robot")
+    policy = load_behavior_policy(family, "sweep", 2)
+    rng = np.random.default_rng(0)
+    policy.start_episodes(np.arange(2), rng)
+    obs, true_goals = np.zeros((2, 2), np.float32), np.array([[0.9, 0.9], [-0.9, -0.9]], np.float32)
+    actions = [policy.act(obs, true_goals, rng) for _ in range(family.horizon)]
+    assert all(np.array_equal(a[0], a[1]) for a in actions)  # the true goals are ignored
+    schedule = policy.schedule
+    assert len({tuple(g) for g in schedule}) == 4  # four training tasks, one per quarter of the episode
+    for t, action in enumerate(actions):
+        np.testing.assert_allclose(action[0], np.clip(schedule[t * 4 // family.horizon] - obs[0], -0.1, 0.1))

@@ -110,3 +110,40 @@ def test_samplers_restricted_to_some_episodes(tmp_path, point_family):
     assert (drawn == 2).all()  # episode 0 excluded, 1 outside the pool
     drawn = prompts.sample(np.zeros(64, int), np.ones(64, int))["episode_index"]  # 1 is not in the pool
     assert set(drawn.ravel()) == {0, 2}
+
+
+def test_prompt_from_start_takes_the_first_steps_of_an_episode(point_robot_dataset):
+    sampler = PromptSampler(point_robot_dataset, num_segments=3, segment_length=5, seed=0, start_segment=True)
+    prompt = sampler.sample(np.array([0, 1, 2, 3]))
+    assert (prompt["timestep"][:, 0] == np.arange(5)).all()  # segment 0: steps 0..4
+    assert (prompt["timestep"][:, 1:, -1] > 4).any()  # the others anywhere
+
+
+def test_hidden_prompt_samples_take_segments_from_their_own_pool(point_robot_dataset):
+    from seqmeta.trainer import EpisodeBatches
+
+    data = point_robot_dataset
+    quality = data.episodes["quality"]
+    batches = EpisodeBatches(
+        data,
+        segment_length=6,
+        batch_size=256,
+        num_prompt_segments=1,
+        prompt_length=4,
+        prompt_dropout=0.3,
+        segment_episodes=np.flatnonzero(quality == "expert"),
+        no_prompt_episodes=np.flatnonzero(quality == "random"),
+        seed=0,
+    )
+    batch = batches.sample()
+    hidden = ~batch["prompt"]["attention_mask"].any(axis=1)
+    assert 0.15 < hidden.mean() < 0.45
+    # random actions are uniform in the box; the expert's are clipped towards the goal: tell them apart by
+    # matching each sample's first action to the rows of its pool
+    rows = {
+        q: data.column("action")[np.isin(np.repeat(quality, data.episodes["length"]), [q])]
+        for q in ("expert", "random")
+    }
+    first = batch["action"][:, -1]
+    in_pool = {q: (np.abs(first[:, None] - rows[q][None]).sum(-1) < 1e-7).any(1) for q in rows}
+    assert in_pool["random"][hidden].all() and in_pool["expert"][~hidden].all()

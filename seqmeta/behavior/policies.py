@@ -11,6 +11,10 @@ collector); the dataset stores only what a meta-learner may see. Quality levels:
 - ``explore``: the expert of *another* task: each episode it acts for task parameters drawn afresh
   from the family's task distribution, in the true task (whose rewards are recorded). Its behavior
   says nothing about the task, only the rewards do, as in an agent's own exploration.
+- ``sweep``: the expert acting, in turn, for a fixed sequence of tasks (``SWEEP_STEPS`` training tasks
+  of the family's default list, evenly spaced in it), each for an equal part of the episode: the same
+  deterministic behavior in every task, which passes through the range of tasks, so its rewards show
+  where the task lies. A model can learn it as what to do before it knows the task.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from seqmeta.behavior.sac import Actor
 from seqmeta.errors import BehaviorPolicyError
 from seqmeta.tasks import TaskFamily
 
-QUALITIES = ("expert", "medium", "mixed", "random", "explore")
+QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep")
+SWEEP_STEPS = 4
 POINT_ROBOT_NOISE = {"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)}
 
 
@@ -137,6 +142,34 @@ class ExplorePolicy(BehaviorPolicy):
         return f"explore: {self.expert.describe()}, acting for task parameters drawn per episode (not the task's)"
 
 
+class SweepPolicy(BehaviorPolicy):
+    """An expert acting for a fixed sequence of the family's training tasks, switching at equal intervals."""
+
+    quality = "sweep"
+
+    def __init__(self, action_space, num_envs, expert: BehaviorPolicy, family: TaskFamily):
+        super().__init__(action_space, num_envs)
+        self.expert, self.family = expert, family
+        task_set = family.task_set()
+        train = list(task_set.train_indices)
+        picks = [train[round(i * (len(train) - 1) / (SWEEP_STEPS - 1))] for i in range(SWEEP_STEPS)]
+        self.schedule = np.stack([family.goal_features(task_set.params[t]) for t in picks])
+        self.step = np.zeros(num_envs, np.int64)
+
+    def start_episodes(self, slots, rng):
+        self.step[slots] = 0
+        self.expert.start_episodes(slots, rng)
+
+    def act(self, obs, goals, rng):
+        n = len(obs)
+        phase = np.minimum(self.step[:n] * SWEEP_STEPS // self.family.horizon, SWEEP_STEPS - 1)
+        self.step[:n] += 1
+        return self.expert.act(obs, self.schedule[phase], rng)
+
+    def describe(self) -> str:
+        return f"sweep: {self.expert.describe()}, acting for {SWEEP_STEPS} fixed training tasks in turn"
+
+
 def _weights_dir(family: str):
     return resources.files("seqmeta.behavior") / "weights" / family
 
@@ -152,7 +185,7 @@ def available_qualities(family: TaskFamily) -> list[str]:
     if family.name in ("point-robot", "point-robot-sparse"):
         return list(QUALITIES)
     levels = shipped_levels(family.name).get("levels", {})
-    return [q for q in QUALITIES if q in levels] + ["random"] + (["explore"] if "expert" in levels else [])
+    return [q for q in QUALITIES if q in levels] + ["random"] + (["explore", "sweep"] if "expert" in levels else [])
 
 
 def load_actor(path) -> Actor:
@@ -176,8 +209,9 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     space = family.action_space
     if quality == "random":
         return RandomPolicy(space, num_envs)
-    if quality == "explore":
-        return ExplorePolicy(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
+    if quality in ("explore", "sweep"):
+        kind = ExplorePolicy if quality == "explore" else SweepPolicy
+        return kind(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
     if family.name in ("point-robot", "point-robot-sparse"):
         return PointRobotPolicy(space, num_envs, quality)
     level = shipped_levels(family.name)["levels"][quality]
