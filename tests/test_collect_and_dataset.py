@@ -237,3 +237,21 @@ def test_a_quality_name_that_leaves_the_folder_is_refused(tmp_path):
     with pytest.raises(DatasetFormatError, match="not plain names"):
         write_dataset(episodes, seqmeta.get_family("point-robot"), tmp_path / "d")
     assert not (tmp_path / "d").exists() and not list(tmp_path.parent.glob("escape*"))
+
+
+def test_episodes_take_reorders_whole_episodes():
+    from .conftest import make_episodes
+
+    episodes = make_episodes([3, 5, 2], tasks=[7, 8, 9])
+    back = episodes.take(np.array([2, 0]))
+    assert back.lengths.tolist() == [2, 3] and back.task_index.tolist() == [9, 7]
+    assert back.observations[:, 0].tolist() == [2, 2, 0, 0, 0]  # observation column 0 is the episode number
+    assert np.array_equal(back.rewards[2:], episodes.rewards[:3])
+
+
+def test_collected_episodes_come_sorted_by_task_whatever_the_order_asked():
+    from seqmeta.data.collect import rollout
+
+    family = seqmeta.get_family("point-robot")
+    episodes = rollout(family, "expert", [7, 2, 5], 2, progress=False)
+    assert episodes.task_index.tolist() == [2, 2, 5, 5, 7, 7]

@@ -40,8 +40,8 @@ def collect_episodes(
 ) -> Episodes:
     """``episodes_per_task`` episodes of the family's ``quality`` behavior policy (expert, medium,
     mixed, random) in each task given by its parameters, e.g. ``[{"goal_velocity": 3.4}]``: any
-    parameter value, not only the family's task lists. Episodes come in task order; ``task_index``
-    (default 0, 1, ...) tags each task's episodes. Deterministic for a given seed.
+    parameter value, not only the family's task lists. ``task_index`` (default 0, 1, ...) tags each
+    task's episodes; episodes come sorted by it (stable). Deterministic for a given seed.
 
     Each task runs in one or more env copies of one vector env; an env resets in the step its
     episode ends, and the final observation of an episode is dropped, as datasets store (s_t, a_t, r_t).
@@ -71,7 +71,7 @@ def collect_episodes(
         quality=quality,
         progress=f"collect {family.name}/{quality}" if progress else False,
     )
-    return out.episodes
+    return out.episodes.take(np.argsort(out.episodes.task_index, kind="stable"))
 
 
 def rollout(

@@ -75,6 +75,23 @@ class Episodes:
             quality=np.array(qualities, dtype=object),
         )
 
+    def take(self, order: np.ndarray) -> Episodes:
+        """These episodes in another order (or a subset): ``order`` indexes episodes."""
+        order = np.asarray(order, np.int64)
+        steps = np.concatenate(
+            [np.arange(s, s + n) for s, n in zip(self.starts[order], self.lengths[order], strict=True)]
+        )
+        return Episodes(
+            observations=self.observations[steps],
+            actions=self.actions[steps],
+            rewards=self.rewards[steps],
+            terminated=self.terminated[steps],
+            truncated=self.truncated[steps],
+            lengths=self.lengths[order],
+            task_index=self.task_index[order],
+            quality=self.quality[order],
+        )
+
     @classmethod
     def concatenate(cls, parts: Sequence[Episodes]) -> Episodes:
         return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__})
