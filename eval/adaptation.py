@@ -13,7 +13,8 @@ evaluates both on the held-out tasks, 20 episodes per task and setting, for each
 - ``no-prompt-model``: the model trained without prompts.
 
 Writes the records ``{family, setting, train_seed, eval_seed, metric, value}`` (metric ``normalized``)
-into ``eval/results/adaptation.json`` (replacing that family's), the plot
+into ``eval/results/adaptation.json`` (replacing that family's records of the seeds it ran: runs of
+different seeds can go side by side), the plot
 ``eval/results/<family>_adaptation.png`` (score against round), and prints the table the README shows:
 each setting's mean and std over training seeds (each seed's value averaged over evaluation seeds).
 ``--table`` only prints the table from the results file.
@@ -22,6 +23,7 @@ each setting's mean and std over training seeds (each seed's value averaged over
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -187,11 +189,15 @@ def main() -> None:
                     + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()),
                     flush=True,
                 )
-    records = [r for r in records if r["family"] != args.family] + fresh
+    seeds = {r["train_seed"] for r in fresh}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(records, indent=1) + "\n")
-    tmp.replace(RESULTS)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:  # runs of other seeds may finish at the same time
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        records = [r for r in records if not (r["family"] == args.family and r["train_seed"] in seeds)] + fresh
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        tmp.replace(RESULTS)
     plot(records, args.family, RESULTS.parent / f"{args.family}_adaptation.png")
     print_table(records)
 
