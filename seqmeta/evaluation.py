@@ -277,6 +277,8 @@ def evaluate(
     data = load_trajectories(protocol.data)
     settings = _check(model, data, protocol)
     tasks = np.asarray(data.task_set.select(protocol.tasks))
+    if videos:
+        _render_options(data, int(tasks[0]))  # a family that cannot render is refused before the sweep
     start = time.perf_counter()
     model.eval()
     sweep = _own_sweep if protocol.prompt_source == "own" else _offline_sweep
@@ -295,8 +297,20 @@ def evaluate(
     return results
 
 
+def _render_options(data, task: int) -> dict[str, Any]:
+    """Env kwargs that render frames; refused (before any work) for a family that cannot render."""
+    from seqmeta.video import SIZE
+
+    render = {"render_mode": "rgb_array", "width": SIZE[0], "height": SIZE[1], "camera_name": "track"}
+    try:  # MuJoCo locomotion models have a camera that tracks the body
+        data.family.make_env(data.task_set.params[task], **render).close()
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{data.family.name} envs cannot be rendered ({e}); videos need a MuJoCo family") from None
+    return render
+
+
 def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path) -> list[Path]:
-    from seqmeta.video import SIZE, record_agent_videos
+    from seqmeta.video import record_agent_videos
 
     k = 0 if protocol.prompt_source in ("own", "ood") else max(settings)
     slot_task = np.asarray([tasks[i % len(tasks)] for i in range(count)])
@@ -313,11 +327,7 @@ def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path
                 ]
             )
     params = data.task_set.params
-    render = {"render_mode": "rgb_array", "width": SIZE[0], "height": SIZE[1], "camera_name": "track"}
-    try:  # MuJoCo locomotion models have a camera that tracks the body
-        data.family.make_env(params[slot_task[0]], **render).close()
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"{data.family.name} envs cannot be rendered ({e}); videos need a MuJoCo family") from None
+    render = _render_options(data, int(slot_task[0]))
     env_fns = [partial(data.family.make_env, params[t], **render) for t in slot_task]
     paths = [out / f"video_task{t}_prompt{k}_{i}.mp4" for i, t in enumerate(slot_task)]
     targets = _targets(data, protocol, slot_task, pool_best=best)

@@ -65,3 +65,29 @@ def test_finetuned_return_rises_with_more_trajectories(tmp_path):
         scores[n] = float(np.mean([new.family.normalized_score(r.mean(), t) for t, r in returns.items()]))
     print(f"normalized score on held-out goals after fine-tuning on N trajectories: {scores}")
     assert scores[1] < scores[5] < scores[20]
+
+
+@pytest.mark.slow
+def test_own_exploration_beats_no_prompt_on_held_out_goals(tmp_path):
+    """Adapting without demonstrations: round 0 sweeps (no prompt), rounds 1-2 read the agent's own
+    earlier episodes and must act far better than round 0 and than a model trained without prompts."""
+    qualities = "expert,medium,random,explore,sweep"
+    data = collect_dataset("point-robot", qualities, str(tmp_path / "pr"), episodes_per_task=6, progress=False)
+    own = dict(
+        segment_quality="expert",
+        num_prompt_segments=2,
+        prompt_length=5,
+        prompt_from_start=True,
+        prompt_dropout=0.2,
+        no_prompt_quality="sweep",
+    )
+    model = seqmeta.load_model(train(recipe(data.path, tmp_path / "own", **own)))
+    protocol = EvalProtocol(data=str(data.path), prompt_source="own", prompt_trajectories="0,1,2", episodes=10)
+    rounds = [s["normalized"] for s in evaluate(model, protocol, progress=False)["settings"]]
+    baseline = seqmeta.load_model(train(recipe(data.path, tmp_path / "np", use_prompt=False, segment_quality="expert")))
+    no_prompt = evaluate(
+        baseline, EvalProtocol(data=str(data.path), prompt_trajectories="0", episodes=10), progress=False
+    )
+    no_prompt_score = no_prompt["settings"][0]["normalized"]
+    print(f"own rounds {rounds}, model without prompts {no_prompt_score}")
+    assert np.mean(rounds[1:]) >= rounds[0] + 30 and np.mean(rounds[1:]) >= no_prompt_score + 30

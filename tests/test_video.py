@@ -46,3 +46,4 @@ def test_point_robot_has_no_renderer(point_robot_dataset, tmp_path):
     protocol = EvalProtocol(data=str(point_robot_dataset.path), tasks="45", prompt_trajectories="1", episodes=1)
     with pytest.raises(ValueError, match=r"cannot be rendered|renders nothing"):
         evaluate(model, protocol, tmp_path / "ev", progress=False, videos=1)
+    assert not (tmp_path / "ev" / "eval_results.json").exists()  # refused before the sweep
