@@ -118,14 +118,31 @@ class SnapshotPolicy(BehaviorPolicy):
         return f"goal-conditioned SAC snapshot(s) {', '.join(self.names)} ({mode})"
 
 
-class ExplorePolicy(BehaviorPolicy):
-    """An expert acting, episode by episode, for freshly drawn task parameters instead of the true ones."""
-
-    quality = "explore"
+class OtherTaskExpert(BehaviorPolicy):
+    """The expert, acting for goal features other than the true task's (``goals_for`` says which):
+    a behavior that says nothing about the task; only the rewards recorded in the true task do."""
 
     def __init__(self, action_space, num_envs, expert: BehaviorPolicy, family: TaskFamily):
         super().__init__(action_space, num_envs)
         self.expert, self.family = expert, family
+
+    def start_episodes(self, slots, rng):
+        self.expert.start_episodes(slots, rng)
+
+    def goals_for(self, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def act(self, obs, goals, rng):
+        return self.expert.act(obs, self.goals_for(len(obs)), rng)
+
+
+class ExplorePolicy(OtherTaskExpert):
+    """Per episode, task parameters drawn afresh from the family's distribution."""
+
+    quality = "explore"
+
+    def __init__(self, action_space, num_envs, expert, family):
+        super().__init__(action_space, num_envs, expert, family)
         self.goals: np.ndarray | None = None
 
     def start_episodes(self, slots, rng):
@@ -133,23 +150,22 @@ class ExplorePolicy(BehaviorPolicy):
         if self.goals is None:
             self.goals = np.zeros((self.num_envs, drawn.shape[1]), np.float32)
         self.goals[slots] = drawn
-        self.expert.start_episodes(slots, rng)
+        super().start_episodes(slots, rng)
 
-    def act(self, obs, goals, rng):
-        return self.expert.act(obs, self.goals[: len(obs)], rng)
+    def goals_for(self, n):
+        return self.goals[:n]
 
     def describe(self) -> str:
         return f"explore: {self.expert.describe()}, acting for task parameters drawn per episode (not the task's)"
 
 
-class SweepPolicy(BehaviorPolicy):
-    """An expert acting for a fixed sequence of the family's training tasks, switching at equal intervals."""
+class SweepPolicy(OtherTaskExpert):
+    """A fixed sequence of the family's training tasks, switching at equal intervals of the episode."""
 
     quality = "sweep"
 
-    def __init__(self, action_space, num_envs, expert: BehaviorPolicy, family: TaskFamily):
-        super().__init__(action_space, num_envs)
-        self.expert, self.family = expert, family
+    def __init__(self, action_space, num_envs, expert, family):
+        super().__init__(action_space, num_envs, expert, family)
         task_set = family.task_set()
         train = list(task_set.train_indices)
         picks = [train[round(i * (len(train) - 1) / (SWEEP_STEPS - 1))] for i in range(SWEEP_STEPS)]
@@ -158,13 +174,12 @@ class SweepPolicy(BehaviorPolicy):
 
     def start_episodes(self, slots, rng):
         self.step[slots] = 0
-        self.expert.start_episodes(slots, rng)
+        super().start_episodes(slots, rng)
 
-    def act(self, obs, goals, rng):
-        n = len(obs)
+    def goals_for(self, n):
         phase = np.minimum(self.step[:n] * SWEEP_STEPS // self.family.horizon, SWEEP_STEPS - 1)
         self.step[:n] += 1
-        return self.expert.act(obs, self.schedule[phase], rng)
+        return self.schedule[phase]
 
     def describe(self) -> str:
         return f"sweep: {self.expert.describe()}, acting for {SWEEP_STEPS} fixed training tasks in turn"
