@@ -129,24 +129,24 @@ def run_episodes(
     """
     owned = not isinstance(envs, VectorEnv)
     venv = make_vector_env(envs)
-    n = venv.num_envs
-    quota = np.broadcast_to(np.asarray(episodes_per_env, dtype=np.int64), (n,)).copy()
-    if (quota < 1).any():
-        raise RolloutError(f"episodes_per_env must be >= 1 for every env, got {episodes_per_env}")
-    if max_steps < 1:
-        raise RolloutError(f"max_steps must be >= 1, got {max_steps}")
-    mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
-    if quota.max() > 1 and not getattr(policy, "restarts_per_env", True):
-        raise RolloutError(
-            f"{type(policy).__name__} starts episodes in all its envs together: run one episode per env "
-            "(episodes_per_env=1) and a new rollout for the next episodes"
-        )
-    if quota.max() > 1 and mode != AutoresetMode.SAME_STEP:
-        raise RolloutError(
-            "several episodes per env need a vector env that resets an env in the step its episode ends: "
-            "make it with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass env factories"
-        )
     try:
+        n = venv.num_envs
+        quota = np.broadcast_to(np.asarray(episodes_per_env, dtype=np.int64), (n,)).copy()
+        if (quota < 1).any():
+            raise RolloutError(f"episodes_per_env must be >= 1 for every env, got {episodes_per_env}")
+        if max_steps < 1:
+            raise RolloutError(f"max_steps must be >= 1, got {max_steps}")
+        mode = venv.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if quota.max() > 1 and not getattr(policy, "restarts_per_env", True):
+            raise RolloutError(
+                f"{type(policy).__name__} starts episodes in all its envs together: run one episode per env "
+                "(episodes_per_env=1) and a new rollout for the next episodes"
+            )
+        if quota.max() > 1 and mode != AutoresetMode.SAME_STEP:
+            raise RolloutError(
+                "several episodes per env need a vector env that resets an env in the step its episode ends: "
+                "make it with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP, or pass env factories"
+            )
         return _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, progress, frames)
     finally:
         if owned:

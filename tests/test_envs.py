@@ -175,3 +175,26 @@ def test_collect_a_task_list_of_your_own(tmp_path):
     assert data.meta.num_episodes == 6 and again.reference_returns()["expert"] == [None, None, None]
     card = (tmp_path / "d" / "README.md").read_text()
     assert "far-goals" in card and "-3.0" in card
+
+
+def test_the_engine_refuses_what_it_cannot_run(model):
+    from gymnasium.vector import SyncVectorEnv
+
+    from seqmeta.errors import RolloutError
+    from seqmeta.rollout import run_episodes
+
+    with pytest.raises(RolloutError, match="factories"):
+        run_episodes([Slide()], Agent(model, 1), max_steps=15)
+    with pytest.raises(RolloutError, match="one episode per env"):
+        run_episodes([Slide, Slide], Agent(model, 2), max_steps=15, episodes_per_env=2)
+    class Still:
+        def start_episodes(self, slots, observations):
+            pass
+
+        def act(self, observations, rewards):
+            return np.zeros((len(observations), 2), np.float32)
+
+    next_step = SyncVectorEnv([Slide, Slide])  # gymnasium's default autoreset: one step late
+    with pytest.raises(RolloutError, match="SAME_STEP"):
+        run_episodes(next_step, Still(), max_steps=15, episodes_per_env=[1, 3])
+    next_step.close()
