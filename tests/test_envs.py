@@ -187,6 +187,7 @@ def test_the_engine_refuses_what_it_cannot_run(model):
         run_episodes([Slide()], Agent(model, 1), max_steps=15)
     with pytest.raises(RolloutError, match="one episode per env"):
         run_episodes([Slide, Slide], Agent(model, 2), max_steps=15, episodes_per_env=2)
+
     class Still:
         def start_episodes(self, slots, observations):
             pass
