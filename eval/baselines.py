@@ -26,7 +26,7 @@ from pathlib import Path
 from seqmeta.configs import load_config
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.finetune import FinetuneConfig, finetune
-from seqmeta.models import PromptDTModel
+from seqmeta.models import load_model
 from seqmeta.trainer import TrainConfig, train
 
 VARIANTS = {"bc": (False, False), "mt-dt": (False, True), "prompt-only": (True, False), "prompt-dt": (True, True)}
@@ -75,7 +75,7 @@ def main() -> None:
 
     rows = {}
     for name, path in models.items():
-        model = PromptDTModel.from_pretrained(path)
+        model = load_model(path)
         n = args.trajectories if model.config.use_prompt else 0
         protocol = EvalProtocol(data=args.data, prompt_trajectories=str(n), episodes=args.episodes, seed=args.seed)
         setting = evaluate(model, protocol, output_dir=out / "eval" / name, progress=False)["settings"][0]

@@ -24,7 +24,7 @@ import torch
 from seqmeta.data.dataset import load_trajectories
 from seqmeta.evaluation import evaluate_with_demos
 from seqmeta.finetune import FinetuneConfig, choose_episodes, finetune
-from seqmeta.models import PromptDTModel
+from seqmeta.models import load_model
 
 
 def scores(model, data, demos, episodes, seed) -> tuple[float, float]:
@@ -53,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     data = load_trajectories(args.data)
-    pretrained = PromptDTModel.from_pretrained(args.model)
+    pretrained = load_model(args.model)
     rows = []
     print(f"{'N':>4} {'in-context return':>18} {'normalized':>10} {f'{args.method} return':>14} {'normalized':>10}")
     for n in [int(x) for x in args.trajectories.split(",")]:
@@ -73,7 +73,7 @@ def main() -> None:
                 checkpoint_every=args.steps,
                 report_to="none",
             )
-            tuned = scores(PromptDTModel.from_pretrained(finetune(config)), data, demos, args.episodes, args.seed)
+            tuned = scores(load_model(finetune(config)), data, demos, args.episodes, args.seed)
         rows.append({"trajectories": n, "in_context": base, args.method: tuned})
         print(f"{n:>4} {base[0]:>18.2f} {base[1]:>10.1f} {tuned[0]:>14.2f} {tuned[1]:>10.1f}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

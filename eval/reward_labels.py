@@ -18,7 +18,7 @@ import json
 import numpy as np
 
 from seqmeta.data.dataset import load_trajectories
-from seqmeta.models import PromptDTModel
+from seqmeta.models import load_model
 from seqmeta.selfsupervise import explore, label_quality
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
 
-    model = PromptDTModel.from_pretrained(args.model)
+    model = load_model(args.model)
     data = load_trajectories(args.data)
     tasks = data.task_set.select(args.tasks)
     found = explore(model, data, tasks, args.rounds, args.episodes_per_task, seed=args.seed)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from seqmeta.evaluation import EvalProtocol, evaluate
-from seqmeta.models import PromptDTModel
+from seqmeta.models import load_model
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
         if saved and {k: saved["protocol"][k] for k in asdict(protocol)} == asdict(protocol):
             results = saved  # resumable: a model already evaluated under this protocol is read back
         else:
-            results = evaluate(PromptDTModel.from_pretrained(path), protocol, output_dir=out / name, progress=False)
+            results = evaluate(load_model(path), protocol, output_dir=out / name, progress=False)
         scores[name] = [s["normalized"] for s in results["settings"]]
         print(f"evaluated {name} ({path}): {results['wall_seconds']:.0f} s")
 
