@@ -26,7 +26,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ from seqmeta.io import atomic_write_json
 from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
 from seqmeta.results import SCHEMA
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
-from seqmeta.tasks import TaskFamily
 
 TARGET_RULES = ("fixed", "oracle", "demo", "model")
 
@@ -107,11 +105,6 @@ def rollout_agent(
     return out
 
 
-def family_envs(family: TaskFamily, params: Sequence[dict]) -> list[EnvFactory]:
-    """One env factory per task parameter dict."""
-    return [partial(family.make_env, p) for p in params]
-
-
 def own_rounds(
     model,
     env_fns: Sequence[EnvFactory],
@@ -131,12 +124,10 @@ def own_rounds(
     slot = np.arange(len(env_fns))
     history: list[Rollouts] = []
     for r in range(rounds):
-        prompts = None
+        prompts = None  # round 0: no prompt
         if history and model.config.use_prompt:
             pool = EpisodePool(Episodes.concatenate([h.episodes for h in history]))  # task_index = env slot
             prompts = cut_prompts(model.config, pool, slot, seed + r)
-        elif model.config.use_prompt:
-            prompts = empty_prompt(model.config, len(slot))
         labeler = make_labeler() if make_labeler else None
         out = rollout_agent(
             model,
@@ -228,7 +219,7 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
             prompts[key][here] = drawn[key]
         best[here] = [data.episodes["return"][rows[int(t)]].max() for t in prompt_task]
     targets = _targets(data, protocol, slot_task, pool_best=best)
-    envs = family_envs(family, [params[t] for t in slot_task])
+    envs = family.env_fns([params[t] for t in slot_task])
     out = rollout_agent(model, envs, family.horizon, prompts, targets, seed=protocol.seed, progress=progress)
     shape = (len(settings), len(tasks), protocol.episodes)
     returns, targets = out.returns.reshape(shape), out.targets.reshape(shape)
@@ -239,7 +230,7 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tu
     """Rounds: round r is prompted with the agent's own episodes of rounds < r in the same task."""
     family, params = data.family, data.task_set.params
     slot_task = np.repeat(tasks, protocol.episodes)
-    envs = family_envs(family, [params[t] for t in slot_task])
+    envs = family.env_fns([params[t] for t in slot_task])
 
     def targets(prompts, history):
         best = np.full(len(slot_task), np.nan)
@@ -328,7 +319,7 @@ def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path
             )
     params = data.task_set.params
     render = _render_options(data, int(slot_task[0]))
-    env_fns = [partial(data.family.make_env, params[t], **render) for t in slot_task]
+    env_fns = data.family.env_fns([params[t] for t in slot_task], **render)
     paths = [out / f"video_task{t}_prompt{k}_{i}.mp4" for i, t in enumerate(slot_task)]
     targets = _targets(data, protocol, slot_task, pool_best=best)
     return record_agent_videos(model, env_fns, data.family.horizon, prompts, targets, protocol.seed, paths)
@@ -405,6 +396,6 @@ def evaluate_with_demos(
     rows = [r for t in sorted(demos) for r in demos[t]]
     prompts = cut_prompts(model.config, data, tasks, seed, episodes=rows) if model.config.use_prompt else None
     best = {t: float(data.episodes["return"][list(demos[t])].max()) for t in demos}
-    envs = family_envs(family, [task_params[t] for t in tasks])
+    envs = family.env_fns([task_params[t] for t in tasks])
     out = rollout_agent(model, envs, family.horizon, prompts, np.array([best[t] for t in tasks]), seed=seed)
     return {int(t): out.returns[tasks == t] for t in sorted(demos)}

@@ -13,6 +13,7 @@ shorter. The prompt also carries ``demo_return`` (N,), the best return among the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -141,8 +142,7 @@ def prompts_from_episodes(config, demos: Any, num_envs: int, seed: int = 0) -> d
     if num_envs < 1:
         raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
     episodes = as_episodes(demos, config.state_dim, config.act_dim)
-    one_task = Episodes(**{f: getattr(episodes, f) for f in Episodes.__dataclass_fields__})
-    one_task.task_index = np.zeros(episodes.num_episodes, np.int64)
+    one_task = dataclasses.replace(episodes, task_index=np.zeros(episodes.num_episodes, np.int64))
     prompts = cut_prompts(config, EpisodePool(one_task), np.zeros(num_envs, np.int64), seed)
     prompts["demo_return"] = np.full(num_envs, float(episodes.episode_returns.max()), np.float64)
     return prompts

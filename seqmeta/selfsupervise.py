@@ -40,7 +40,7 @@ import torch
 from seqmeta.configs import check_options, option, read_yaml, save_config
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
-from seqmeta.evaluation import family_envs, own_rounds
+from seqmeta.evaluation import own_rounds
 from seqmeta.io import atomic_directory, atomic_write_json
 from seqmeta.prompts import cut_prompts
 from seqmeta.trainer import EpisodeBatches, LoopConfig, episodes_of_quality, fit, save_model
@@ -160,7 +160,7 @@ def explore(
         make_labeler = partial(RewardLabeler, model, context)
     history = own_rounds(
         model,
-        family_envs(family, [params[t] for t in slot_task]),
+        family.env_fns([params[t] for t in slot_task]),
         family.horizon,
         rounds,
         lambda prompts, history: np.full(len(slot_task), target),

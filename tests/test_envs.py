@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import seqmeta
 from seqmeta.agent import Agent
@@ -90,7 +91,11 @@ def test_user_env_with_in_memory_demos_equals_a_hand_written_loop(model):
 
 def test_no_prompt_and_value_target(model):
     result = seqmeta.evaluate_env(model, Slide, demos=None, episodes=3, seed=0, target_return="model", max_steps=15)
-    assert result.returns.shape == (3,) and np.isfinite(result.target_returns).all()
+    episodes = result.rollouts.episodes
+    first = torch.as_tensor(episodes.observations[episodes.starts])
+    expected = model.value_at_start(first, None).numpy()  # the value head at each episode's first state, no prompt
+    np.testing.assert_allclose(result.target_returns, expected, rtol=1e-6)
+    assert len(np.unique(np.round(result.target_returns, 6))) == 3  # one estimate per env, from its own start
 
 
 def test_success_is_any_step_of_the_episode(model):

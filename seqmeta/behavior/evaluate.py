@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 
 import numpy as np
 
@@ -40,9 +39,7 @@ def run_goal_conditioned(
     params = family.task_set().params
     slots = [t for _ in range(episodes) for t in task_indices]
     goals = np.stack([family.goal_features(params[t]) for t in slots])
-    out = run_episodes(
-        [partial(family.make_env, params[t]) for t in slots], _GoalConditioned(act, goals), family.horizon, seed
-    )
+    out = run_episodes(family.env_fns([params[t] for t in slots]), _GoalConditioned(act, goals), family.horizon, seed)
     shape = (episodes, len(task_indices))
     velocity = out.info.get("x_velocity")
     if velocity is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,7 +61,7 @@ def collect_episodes(
     goals = np.stack([family.goal_features(params[t]) for t in slot_task])
     policy = load_behavior_policy(family, quality, len(slot_task))
     out = run_episodes(
-        [partial(family.make_env, params[t]) for t in slot_task],
+        family.env_fns([params[t] for t in slot_task]),
         BehaviorActor(policy, goals, np.random.default_rng(seed)),
         max_steps=family.horizon,
         seed=seed,
@@ -126,11 +125,11 @@ def collect_dataset(
     qualities = [q.strip() for q in qualities.split(",")] if isinstance(qualities, str) else list(qualities)
     chosen = task_set if isinstance(task_set, TaskSet) else family.task_set(task_set)
     indices = chosen.select(tasks)
+    params = [chosen.params[t] for t in indices]
     behavior, parts = {}, []
     for k, quality in enumerate(qualities):
         policy = load_behavior_policy(family, quality, 1)  # validates the quality before any rollout
         behavior[quality] = policy.describe()
-        params = [chosen.params[t] for t in indices]
         parts.append(collect_episodes(family, quality, params, episodes_per_task, seed + 1000 * k, progress, indices))
     write_dataset(
         Episodes.concatenate(parts),

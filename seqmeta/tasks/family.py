@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from importlib import resources
 from typing import Any
 
@@ -115,6 +115,10 @@ class TaskFamily:
     def make_env(self, params: dict[str, Any], **kwargs: Any) -> gym.Env:
         """One task's env, through ``gymnasium.make`` so wrappers and checks are the standard ones."""
         return gym.make(self.env_id, **params, **kwargs)
+
+    def env_fns(self, params: Sequence[dict[str, Any]], **kwargs: Any) -> list[Callable[[], gym.Env]]:
+        """One env factory per task parameter dict (what ``seqmeta.run_episodes`` takes)."""
+        return [partial(self.make_env, p, **kwargs) for p in params]
 
     def _space(self, which: str) -> gym.Space:
         if which not in self._spaces:
