@@ -7,12 +7,14 @@ The model explores each task exactly as in the self-supervised phase (round 0 un
 rounds prompted with its own labeled episodes; its reward head, conditioned on a prompt of the
 task's offline data, labels every step). The environment's rewards of the same steps are the
 reference. Beside the labels, in the same run: a baseline labeler that knows nothing of the task,
-the mean offline reward of the training tasks' data (its error is the spread of the rewards).
+the mean offline reward of the training tasks' data (its error is the spread of the rewards). Also
+prints the labels' error by step range of the episode (drift along an episode).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 
 import numpy as np
@@ -52,6 +54,20 @@ def main() -> None:
     for r in range(args.rounds):
         here = per_step_round == f"online-r{r}"
         report["per_round"].append({"round": r, **label_quality(predicted[here], true[here])})
+    # Drift along an episode: the error by step range (the reward head sees the rewards fed back to it).
+    episodes = found["episodes"]
+    step = np.arange(len(true)) - np.repeat(episodes.starts, episodes.lengths)
+    horizon = int(episodes.lengths.max())
+    edges = sorted({0, horizon // 8, horizon // 4, horizon // 2, horizon})
+    report["by_step_range"] = [
+        {
+            "steps": f"{lo}-{hi - 1}",
+            "mean_error": float((predicted - true)[(step >= lo) & (step < hi)].mean()),
+            "mean_abs_error": float(np.abs(predicted - true)[(step >= lo) & (step < hi)].mean()),
+        }
+        for lo, hi in itertools.pairwise(edges)
+        if ((step >= lo) & (step < hi)).any()
+    ]
     print(f"{data.meta.family}, tasks {report['tasks']}, {len(true)} steps")
     print(f"{'labeler':>28} | correlation | mean abs error")
     q = report["reward_head"]
@@ -60,6 +76,9 @@ def main() -> None:
     print(f"{'offline mean reward':>28} | {'-':>11} | {base:.4f}")
     for p in report["per_round"]:
         print(f"{'round ' + str(p['round']):>28} | {p['correlation']:>11.3f} | {p['mean_abs_error']:.4f}")
+    print(f"{'steps':>28} | mean error (predicted - true) | mean abs error")
+    for b in report["by_step_range"]:
+        print(f"{b['steps']:>28} | {b['mean_error']:>29.4f} | {b['mean_abs_error']:.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

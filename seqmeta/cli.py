@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from seqmeta.errors import SeqmetaError
+from seqmeta.errors import ConfigError, SeqmetaError
 
 logger = logging.getLogger("seqmeta")
 
@@ -86,12 +86,12 @@ def _task_params_file(path: str):
 def cmd_import_hdf5(args: argparse.Namespace) -> None:
     from seqmeta.data.importers import import_hdf5
 
-    files = {}
+    files = []  # (task, path) pairs: a task may have several files, none is dropped
     for item in args.file:
         task, sep, path = item.partition("=")
-        if not sep or not task.strip().isdigit():
-            raise SystemExit(f"--file takes TASK_INDEX=PATH (e.g. --file 3=task3.hdf5), got {item!r}")
-        files[int(task)] = path
+        if not sep or not task.strip().isdigit() or not path:
+            raise ConfigError(f"--file takes TASK_INDEX=PATH (e.g. --file 3=task3.hdf5), got {item!r}")
+        files.append((int(task), path))
     dataset = import_hdf5(files, args.family, args.out, args.task_set, args.quality, args.overwrite, args.command_line)
     _print_summary(dataset)
 
@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="seqmeta", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full Python traceback")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("families", help="list task families, task sets, splits and behavior levels")
@@ -307,9 +308,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         transformers_logging.disable_progress_bar()
     try:
         args.func(args)
-    except (SeqmetaError, FileExistsError) as e:
+    except (SeqmetaError, FileExistsError) as e:  # bad input: the message names the cause and the fix
+        if args.debug:
+            raise
         print(f"seqmeta {args.verb}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"seqmeta {args.verb}: interrupted; outputs are written atomically: nothing half-written is left",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as e:  # not foreseen: one line, and how to see more
+        if args.debug:
+            raise
+        print(
+            f"seqmeta {args.verb}: error: {type(e).__name__}: {e} (rerun with --debug for the traceback; if the "
+            "input looks right, please report it)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

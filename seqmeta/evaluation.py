@@ -14,8 +14,8 @@ of K* steps, drawn per episode from those N); N = 0 is no prompt. Prompt sources
 - ``own``: the agent's own earlier episodes in the task. Rounds run one after another: round 0 has
   no prompt, round r is prompted with the agent's episodes of rounds < r (rewards as observed).
 
-Target returns: ``fixed`` (the best episode return in the offline data, one number per family
-dataset), ``oracle`` (the task's expert reference return), ``demo`` (the best return among the
+Target returns: ``fixed`` (the best episode return in the offline data of the training tasks, one
+number per dataset), ``oracle`` (the task's expert reference return), ``demo`` (the best return among the
 prompt's episodes; falls back to ``fixed`` without a prompt), ``model`` (the model's value head at
 the first state, with the prompt, return hidden), or a number.
 """
@@ -36,7 +36,7 @@ from seqmeta.configs import check_options, option
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json
-from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
+from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt, recent_prompts
 from seqmeta.results import SCHEMA
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
 
@@ -118,7 +118,8 @@ def own_rounds(
     """The own-exploration rounds in N envs; returns each round's rollouts.
 
     Round 0 has no prompt; round r is prompted, env by env, with that env's episodes of rounds < r
-    (rewards as the agent received them). ``targets(prompts, history)`` gives the round's target
+    (rewards as the agent received them): segments drawn among them, or, for a model trained with
+    ``prompt_from_trial``, one from each of the latest J. ``targets(prompts, history)`` gives the round's target
     returns; ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
     """
     slot = np.arange(len(env_fns))
@@ -126,8 +127,11 @@ def own_rounds(
     for r in range(rounds):
         prompts = None  # round 0: no prompt
         if history and model.config.use_prompt:
-            pool = EpisodePool(Episodes.concatenate([h.episodes for h in history]))  # task_index = env slot
-            prompts = cut_prompts(model.config, pool, slot, seed + r)
+            earlier = Episodes.concatenate([h.episodes for h in history])  # task_index = env slot
+            if getattr(model.config, "prompt_from_trial", False):
+                prompts = recent_prompts(model.config, earlier, earlier.task_index, len(slot), seed + r)
+            else:
+                prompts = cut_prompts(model.config, EpisodePool(earlier), slot, seed + r)
         labeler = make_labeler() if make_labeler else None
         out = rollout_agent(
             model,
@@ -177,7 +181,7 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
 def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
     """Per-slot target returns under the protocol's rule (``model``: the agent's value rule)."""
     rule = protocol.target_return
-    fixed = float(data.episodes["return"].max())
+    fixed = data.best_training_return()  # never a held-out task's return
     if rule == "fixed":
         return np.full(len(tasks), fixed)
     if rule == "oracle":

@@ -158,6 +158,7 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     )
     template = resources.files("seqmeta") / "templates" / "model_card.md.j2"
     num_parameters = _count_parameters(folder / "model.safetensors")
+    seen = _what_the_model_saw(folder, task_set)
     target = "float(demos.episodes['return'].max())" if cfg.use_prompt else "0.0"
     if results and not cfg.use_prompt:  # the target the evaluation used
         target = f"{results[0]['settings'][0]['per_task'][0]['target_return']:.4g}"
@@ -177,10 +178,29 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         run_config=run_config,
         run_config_file=run_config_file,
         target_return=target,
+        seen=seen,
         version=__version__,
     )
     check_card(card, folder)
     return card
+
+
+def _what_the_model_saw(folder: Path, task_set) -> str:
+    """What the card may say of the held-out tasks: unseen, or which of them training saw."""
+    test = list(task_set.test_indices)
+    overlap = sorted(set(test) & set(task_set.train_indices))
+    notes = []
+    if overlap:
+        notes.append(
+            f"tasks {', '.join(map(str, overlap))} are also training tasks (this task set trains and tests on them)"
+        )
+    finetune_file = folder / "finetune_data.json"
+    if finetune_file.is_file():
+        tuned = sorted(int(t) for t in json.loads(finetune_file.read_text()).get("episodes", {}))
+        notes.append(
+            f"the model was fine-tuned on episodes of tasks {', '.join(map(str, tuned))} (`finetune_data.json`)"
+        )
+    return "; ".join(notes) if notes else "never seen in training"
 
 
 def _count_parameters(path: Path) -> int:

@@ -132,6 +132,21 @@ def cut_prompts(
     return {k: prompt[k] for k in PROMPT_KEYS}
 
 
+def recent_prompts(config, episodes: Episodes, slot: np.ndarray, num_envs: int, seed: int) -> dict[str, np.ndarray]:
+    """Each env's prompt from its own most recent episodes (``slot`` (E,): the env of each episode,
+    episodes in the order they ran): one segment from each of the J latest, as a model trained with
+    ``prompt_from_trial`` saw its trial's earlier episodes."""
+    from seqmeta.data.samplers import PromptSampler, flatten_prompt
+
+    order = np.lexsort((np.arange(len(slot)), slot))  # by env, then in the order they ran
+    count = np.bincount(slot, minlength=num_envs)
+    start = bool(getattr(config, "prompt_from_start", False))
+    pool = EpisodePool(episodes.take(order))
+    sampler = PromptSampler(pool, config.num_prompt_segments, config.prompt_length, seed=seed, start_segment=start)
+    prompt = flatten_prompt(sampler.sample_recent(np.cumsum(count) - 1, count))
+    return {k: prompt[k] for k in PROMPT_KEYS}
+
+
 def prompts_from_episodes(config, demos: Any, num_envs: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One prompt per env, each J x K* steps drawn from ``demos`` (episodes of the envs' task).
 

@@ -148,7 +148,7 @@ def explore(
     family, params = data.family, data.task_set.params
     slot_task = np.repeat(np.asarray(tasks), episodes_per_task)
     try:
-        target = float(data.episodes["return"].max()) if target_return == "fixed" else float(target_return)
+        target = data.best_training_return() if target_return == "fixed" else float(target_return)
     except ValueError:
         raise ConfigError(f"target_return must be fixed or a number, got {target_return!r}") from None
     make_labeler = None

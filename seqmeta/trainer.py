@@ -80,6 +80,11 @@ class TrainConfig(LoopConfig):
     num_prompt_segments: int = option(1, "J: prompt segments per sample", low=1)
     prompt_length: int = option(5, "K*: steps per prompt segment", low=1)
     prompt_from_start: bool = option(False, "the first prompt segment is the start of its episode (K* first steps)")
+    prompt_from_trial: bool = option(
+        False,
+        "cut each sample's prompt from the earlier episodes of its trial (none in a trial's first episode): "
+        "data of a behavior with memory, e.g. the search level",
+    )
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
     prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
     segment_quality: str = option(
@@ -143,6 +148,7 @@ class EpisodeBatches:
         return_dropout: float = 0.0,
         prompt_dropout: float = 0.0,
         prompt_from_start: bool = False,
+        prompt_from_trial: bool = False,
         tasks=None,
         episodes=None,
         prompt_episodes=None,
@@ -168,7 +174,12 @@ class EpisodeBatches:
             data, num_prompt_segments, prompt_length, seed=seed + 1, episodes=episodes, start_segment=prompt_from_start
         )
         self.use_prompt, self.return_dropout, self.prompt_dropout = use_prompt, return_dropout, prompt_dropout
-        self.same_episode_prompts = same_episode_prompts
+        self.same_episode_prompts, self.prompt_from_trial = same_episode_prompts, prompt_from_trial
+        if prompt_from_trial and not data.episodes["trial_episode"][self.windows.episode_ids].any():
+            raise ConfigError(
+                f"prompt_from_trial needs trials, but the episodes trained on in {data.path} have none: collect a "
+                "behavior with memory (e.g. `seqmeta collect --quality search`) and train on it (segment_quality)"
+            )
         self.rng = np.random.default_rng(seed + 2)
 
     def sample(self) -> dict[str, Any]:
@@ -192,6 +203,8 @@ class EpisodeBatches:
         """One flattened prompt per sample, from another episode of its task (unless same_episode_prompts)."""
         from seqmeta.data.samplers import flatten_prompt
 
+        if self.prompt_from_trial:
+            return flatten_prompt(self.prompts.sample_trial(episode))
         exclude = None if self.same_episode_prompts else episode
         return flatten_prompt(self.prompts.sample(task, exclude))
 
@@ -546,6 +559,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         num_prompt_segments=config.num_prompt_segments,
         prompt_length=config.prompt_length,
         prompt_from_start=config.prompt_from_start,
+        prompt_from_trial=config.prompt_from_trial,
         use_prompt=config.use_prompt,
         prompt_episodes=episodes_of_quality(data, config.prompt_quality),
         segment_episodes=episodes_of_quality(data, config.segment_quality, "segment_quality"),

@@ -273,3 +273,23 @@ def test_the_cards_python_snippet_runs(model_dir):
     scope: dict = {}
     exec(compile(snippet, "README.md", "exec"), scope)
     assert scope["result"].returns.shape == (10,)
+
+
+def test_the_card_says_what_the_model_saw_of_its_evaluation_tasks(model_dir, tmp_path):
+    card = str(render_model_card(model_dir, "tester/x"))
+    assert "evaluated on tasks\n  45, 46, 47, 48, 49 (never seen in training)" in card
+    # A fine-tuned model has seen episodes of the tasks it is evaluated on: the card says which.
+    tuned = tmp_path / "tuned"
+    shutil.copytree(model_dir, tuned)
+    (tuned / "finetune_data.json").write_text(json.dumps({"data": "d", "episodes": {"46": [1, 2], "45": [0]}}))
+    card = str(render_model_card(tuned, "tester/x"))
+    assert "never seen" not in card and "fine-tuned on episodes of tasks 45, 46" in card
+    # A task set that trains and tests on the same tasks (PEARL's Cheetah-Dir) is not called held out.
+    config = json.loads((model_dir / "config.json").read_text())
+    dir_model = tmp_path / "dir"
+    shutil.copytree(model_dir, dir_model)
+    (dir_model / "config.json").write_text(json.dumps(config | {"family": "cheetah-dir", "task_set": "default"}))
+    for results in dir_model.rglob("eval_results.json"):
+        results.unlink()
+    card = str(render_model_card(dir_model, "tester/x"))
+    assert "never seen" not in card and "tasks 0, 1 are also training tasks" in card

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import seqmeta
+from seqmeta.data.dataset import load_trajectories
 from seqmeta.data.importers import import_hdf5, import_minari
-from seqmeta.errors import DatasetFormatError, DatasetNotFoundError, TaskSelectionError
+from seqmeta.errors import ConfigError, DatasetFormatError, DatasetNotFoundError, TaskSelectionError
 
 
 def write_d4rl(path, n=450, obs_dim=17, act_dim=6, horizon=200, seed=0, drop=None, **overrides):
@@ -129,3 +130,30 @@ def test_minari_import_of_a_plain_env_needs_the_task_index(minari_home):
     assert set(d.episodes["task_index"].tolist()) == {7}
     with pytest.raises(DatasetNotFoundError, match="minari list local"):
         import_minari(["test/none/expert-v0"], "cheetah-vel", minari_home / "o2")
+
+
+def test_hdf5_several_files_of_one_task_are_all_imported(tmp_path, capsys):
+    from seqmeta.cli import main
+
+    write_d4rl(tmp_path / "a.hdf5", n=200, seed=0)
+    write_d4rl(tmp_path / "b.hdf5", n=300, seed=1)
+    args = ["import-hdf5", "--family", "cheetah-vel", "--out", str(tmp_path / "out")]
+    assert main([*args, "--file", f"2={tmp_path / 'a.hdf5'}", "--file", f"2={tmp_path / 'b.hdf5'}"]) == 0
+    data = load_trajectories(tmp_path / "out")
+    assert data.meta.num_steps == 500 and set(data.episodes["task_index"].tolist()) == {2}
+    # The same file twice would count its episodes twice: refused, nothing written.
+    out2 = tmp_path / "out2"
+    assert (
+        main([*args[:-1], str(out2), "--file", f"2={tmp_path / 'a.hdf5'}", "--file", f"3={tmp_path / 'a.hdf5'}"]) == 2
+    )
+    assert "is given twice" in capsys.readouterr().err and not out2.exists()
+    assert main([*args[:-1], str(out2), "--file", "2"]) == 2
+    assert "--file takes TASK_INDEX=PATH" in capsys.readouterr().err
+
+
+def test_minari_import_without_minari_says_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "minari", None)  # import minari raises ImportError
+    with pytest.raises(ConfigError, match="pip install minari"):
+        import_minari(["seqmeta/cheetah-vel-v0"], "cheetah-vel", tmp_path / "out")

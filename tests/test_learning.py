@@ -91,3 +91,27 @@ def test_own_exploration_beats_no_prompt_on_held_out_goals(tmp_path):
     no_prompt_score = no_prompt["settings"][0]["normalized"]
     print(f"own rounds {rounds}, model without prompts {no_prompt_score}")
     assert np.mean(rounds[1:]) >= rounds[0] + 30 and np.mean(rounds[1:]) >= no_prompt_score + 30
+
+
+@pytest.mark.slow
+def test_own_exploration_finds_sparse_goals_a_model_without_prompts_misses(tmp_path):
+    """Point-Robot-sparse, the case SMAC was made for: a missed goal gives no reward at all. The model
+    trained on the search level's trials (``training/point_robot_sparse_own.yaml``) searches in round 0
+    and, prompted with its own earlier episodes, goes where they found reward or searches on."""
+    data = collect_dataset("point-robot-sparse", "search", str(tmp_path / "prs"), episodes_per_task=12, progress=False)
+    values = dict(data=str(data.path), max_steps=1200, report_to="none", eval_every=0)
+
+    def trained(name, **kwargs):
+        config = load_config(TrainConfig, RECIPES / "point_robot_sparse_own.yaml", values | kwargs)
+        config.output_dir = str(tmp_path / name)
+        return seqmeta.load_model(train(config))
+
+    protocol = EvalProtocol(data=str(data.path), prompt_source="own", prompt_trajectories="0,1,2,3", episodes=5)
+    rounds = [s["normalized"] for s in evaluate(trained("own"), protocol, progress=False)["settings"]]
+    baseline = trained("np", use_prompt=False)
+    no_prompt = evaluate(
+        baseline, EvalProtocol(data=str(data.path), prompt_trajectories="0", episodes=5), progress=False
+    )
+    no_prompt_score = no_prompt["settings"][0]["normalized"]
+    print(f"own rounds {rounds}, model without prompts {no_prompt_score}")
+    assert np.mean(rounds[1:]) >= rounds[0] + 25 and np.mean(rounds[1:]) >= no_prompt_score + 25

@@ -170,3 +170,47 @@ def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_datase
     ]
     assert main(argv) == 2
     assert "no model folder at runs/nope/model" in capsys.readouterr().err
+
+
+def test_an_unforeseen_failure_is_one_line_unless_debug(monkeypatch, capsys, tmp_path):
+    import seqmeta.cli as cli
+
+    def boom(args):
+        raise RuntimeError("disk on fire")
+
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), boom))
+    assert cli.main(["collect", "--family", "point-robot", "--out", str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: disk on fire" in err and "--debug" in err
+    assert "Traceback" not in err
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        cli.main(["--debug", "collect", "--family", "point-robot", "--out", str(tmp_path / "d")])
+
+
+def _with_func(parser, func):
+    parser.set_defaults(func=func)
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            sub.set_defaults(func=func)
+    return parser
+
+
+def test_held_out_tasks_shape_neither_the_normalization_nor_the_fixed_target(point_family, tmp_path):
+    """Stats and the `fixed` target come from the training tasks: changing held-out data changes neither."""
+    from seqmeta.data.collect import collect_episodes
+    from seqmeta.data.dataset import load_trajectories, write_dataset
+    from seqmeta.data.episodes import Episodes
+
+    task_set = point_family.task_set()
+    params = list(task_set.params)
+    base = collect_episodes(point_family, "expert", params, 2, progress=False)
+    test = np.isin(base.task_index, list(task_set.test_indices))
+    odd = Episodes(**{f: getattr(base, f) for f in base.__dataclass_fields__})
+    steps = np.repeat(test, base.lengths)
+    odd.observations = np.where(steps[:, None], odd.observations * 50 + 7, odd.observations)
+    odd.rewards = np.where(steps, 100.0, odd.rewards).astype(np.float32)
+    a = load_trajectories(write_dataset(base, point_family, tmp_path / "a"))
+    b = load_trajectories(write_dataset(odd, point_family, tmp_path / "b"))
+    assert a.stats == b.stats
+    assert a.best_training_return() == b.best_training_return() < b.episodes["return"].max()

@@ -15,6 +15,11 @@ collector); the dataset stores only what a meta-learner may see. Quality levels:
   of the family's default list, evenly spaced in it), each for an equal part of the episode: the same
   deterministic behavior in every task, which passes through the range of tasks, so its rewards show
   where the task lies. A model can learn it as what to do before it knows the task.
+- ``search`` (sparse-reward families, see ``TaskFamily.search``): trials of ``TRIAL_EPISODES``
+  episodes in one env, with memory: the expert acts for candidate goals in turn, resuming across the
+  trial's episodes where it left off, until a reward shows the goal; from then on it is the expert.
+  What it does in an episode follows from what its earlier episodes of the trial showed, so a model
+  prompted with those episodes (``prompt_from_trial``) learns to act from its own earlier episodes.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from seqmeta.behavior.sac import Actor
 from seqmeta.errors import BehaviorPolicyError
 from seqmeta.tasks import TaskFamily
 
-QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep")
+QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep", "search")
 SWEEP_STEPS = 4
+SEARCH_NOISE = 0.3  # the search level's action noise std is drawn per episode from U[0, this] x half the action range
+TRIAL_EPISODES = 4  # the search behavior's trial: round 0 and the 3 rounds the own-exploration protocol scores
 POINT_ROBOT_NOISE = {"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)}
 
 
@@ -41,6 +48,7 @@ class BehaviorPolicy:
     """Acts for N envs at once. ``start_episodes`` redraws per-episode choices for some slots."""
 
     quality: str
+    trial_episodes = 1  # episodes in one env that share the policy's memory (1: none)
 
     def __init__(self, action_space: gym.spaces.Box, num_envs: int):
         self.low, self.high = action_space.low, action_space.high
@@ -48,6 +56,9 @@ class BehaviorPolicy:
 
     def start_episodes(self, slots: np.ndarray, rng: np.random.Generator) -> None:
         """Called with the slots whose episode is starting (all slots at first)."""
+
+    def observe(self, rewards: np.ndarray) -> None:
+        """The rewards the envs returned for the last actions (0 for an env that just restarted)."""
 
     def act(self, obs: np.ndarray, goals: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(N, obs_dim) observations and (N, goal_dim) goal features -> (N, act_dim) actions."""
@@ -185,6 +196,58 @@ class SweepPolicy(OtherTaskExpert):
         return f"sweep: {self.expert.describe()}, acting for {SWEEP_STEPS} fixed training tasks in turn"
 
 
+class SearchPolicy(OtherTaskExpert):
+    """Looks for the goal along the family's ``SearchPlan`` candidates; trials of ``TRIAL_EPISODES``."""
+
+    quality = "search"
+    trial_episodes = TRIAL_EPISODES
+
+    def __init__(self, action_space, num_envs, expert, family):
+        super().__init__(action_space, num_envs, expert, family)
+        plan = family.search
+        task_set = family.task_set()
+        goals = np.stack([family.goal_features(task_set.params[t]) for t in task_set.train_indices])
+        goals = goals[np.lexsort(goals.T[::-1])]  # ordered by the first feature, then the next, ...
+        kept = [goals[0]]
+        for goal in goals[1:]:
+            if np.linalg.norm(goal - kept[-1]) >= plan.spacing:
+                kept.append(goal)
+        self.candidates = np.stack(kept).astype(np.float32)
+        self.plan = plan
+        self.episode = np.full(num_envs, -1, np.int64)  # episodes started in each env
+        self.pointer = np.zeros(num_envs, np.int64)  # the candidate acted for; kept across a trial's episodes
+        self.found = np.zeros(num_envs, bool)  # a reward showed the goal in this trial
+        self.noise = np.zeros(num_envs)  # action noise std, a fraction of the half action range, per episode
+
+    def start_episodes(self, slots, rng):
+        self.episode[slots] += 1
+        new_trial = slots[self.episode[slots] % self.trial_episodes == 0]
+        self.pointer[new_trial], self.found[new_trial] = 0, False
+        self.noise[slots] = rng.uniform(0.0, SEARCH_NOISE, size=len(slots))
+        super().start_episodes(slots, rng)
+
+    def observe(self, rewards):
+        self.found[: len(rewards)] |= np.asarray(rewards) > 0
+
+    def act(self, obs, goals, rng):
+        n = len(obs)
+        candidate = self.candidates[self.pointer[:n] % len(self.candidates)]
+        searching = ~self.found[:n]
+        action = self.expert.act(obs, np.where(searching[:, None], candidate, goals).astype(np.float32), rng)
+        self.pointer[:n] += searching & self.plan.reached(obs, candidate)
+        # Zero-mean noise, its scale drawn per episode, varies the trials (where rewards show up) around the plan.
+        noise = self.noise[:n, None] * 0.5 * (self.high - self.low) * rng.standard_normal(action.shape)
+        return np.clip(action + noise, self.low, self.high).astype(np.float32)
+
+    def describe(self) -> str:
+        return (
+            f"search: {self.expert.describe()}, acting for {len(self.candidates)} candidate goals "
+            f"{self.plan.spacing} apart, each until reached, until a reward shows the goal; trials of "
+            f"{self.trial_episodes} episodes that resume the search; action noise std ~ U[0, {SEARCH_NOISE}] x half "
+            "the action range per episode"
+        )
+
+
 def _weights_dir(family: str):
     return resources.files("seqmeta.behavior") / "weights" / family
 
@@ -197,10 +260,12 @@ def shipped_levels(family: str) -> dict:
 
 
 def available_qualities(family: TaskFamily) -> list[str]:
+    search = ["search"] if family.search is not None else []
     if family.name in ("point-robot", "point-robot-sparse"):
-        return list(QUALITIES)
+        return [q for q in QUALITIES if q != "search"] + search
     levels = shipped_levels(family.name).get("levels", {})
-    return [q for q in QUALITIES if q in levels] + ["random"] + (["explore", "sweep"] if "expert" in levels else [])
+    others = ["explore", "sweep", *search] if "expert" in levels else []
+    return [q for q in QUALITIES if q in levels] + ["random"] + others
 
 
 def load_actor(path) -> Actor:
@@ -224,8 +289,8 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     space = family.action_space
     if quality == "random":
         return RandomPolicy(space, num_envs)
-    if quality in ("explore", "sweep"):
-        kind = ExplorePolicy if quality == "explore" else SweepPolicy
+    if quality in ("explore", "sweep", "search"):
+        kind = {"explore": ExplorePolicy, "sweep": SweepPolicy, "search": SearchPolicy}[quality]
         return kind(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
     if family.name in ("point-robot", "point-robot-sparse"):
         return PointRobotPolicy(space, num_envs, quality)

@@ -25,6 +25,8 @@ class BehaviorActor:
         self.policy.start_episodes(slots, self.rng)
 
     def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+        if rewards is not None:
+            self.policy.observe(rewards)
         return self.policy.act(observations, self.goals, self.rng)
 
 
@@ -54,10 +56,14 @@ def collect_episodes(
     if not params:
         raise ValueError("no task parameters were given; name at least one task")
     tags = np.arange(len(params)) if task_index is None else np.asarray(task_index, np.int64)
-    copies = max(1, min(episodes_per_task, TARGET_BATCH // len(params)))
+    # A behavior with memory runs whole trials of `unit` episodes in one env copy.
+    unit = load_behavior_policy(family, quality, 1).trial_episodes
+    trials = -(-episodes_per_task // unit)
+    copies = max(1, min(trials, TARGET_BATCH // len(params)))
     slot_task = np.repeat(np.arange(len(params)), copies)
-    # Split each task's episodes over its copies; the first copies take the remainder.
-    per_copy = [episodes_per_task // copies + (c < episodes_per_task % copies) for c in range(copies)]
+    # Split each task's trials over its copies; the first copies take the remainder, the last a short trial.
+    per_copy = np.array([unit * (trials // copies + (c < trials % copies)) for c in range(copies)])
+    per_copy[-1] -= unit * trials - episodes_per_task
     goals = np.stack([family.goal_features(params[t]) for t in slot_task])
     policy = load_behavior_policy(family, quality, len(slot_task))
     out = run_episodes(
@@ -70,6 +76,9 @@ def collect_episodes(
         quality=quality,
         progress=f"collect {family.name}/{quality}" if progress else False,
     )
+    # The k-th episode of an env is the (k mod trial length)-th of its trial; an env's episodes are contiguous.
+    first_of_slot = np.searchsorted(out.slot, out.slot)
+    out.episodes.trial_episode = (np.arange(len(out.slot)) - first_of_slot) % policy.trial_episodes
     return out.episodes.take(np.argsort(out.episodes.task_index, kind="stable"))
 
 

@@ -51,6 +51,8 @@ COLUMNS = (
 
 _EXTRA_COLUMN_MEANINGS = {
     "reward_predicted": "true where `reward` is a prediction (the model's reward head), not the environment's",
+    "trial_episode": "the episode's place in its trial: consecutive episodes in one env by a behavior that "
+    "remembers the earlier ones (0: a trial's first episode; 0 everywhere for behaviors without memory)",
 }
 
 
@@ -74,7 +76,7 @@ def features(obs_dim: int, act_dim: int) -> datasets.Features:
 
 def to_hf_dataset(episodes: Episodes, extra_columns: dict[str, np.ndarray] | None = None) -> datasets.Dataset:
     """Columns straight from numpy into Arrow (no per-row Python); ``extra_columns`` are per-step
-    bool or float columns added after the standard ones (e.g. ``reward_predicted``)."""
+    bool, integer or float columns added after the standard ones (e.g. ``reward_predicted``)."""
     n_steps, obs_dim = episodes.observations.shape
     act_dim = episodes.actions.shape[1]
     episode_index = np.repeat(np.arange(episodes.num_episodes), episodes.lengths)
@@ -99,7 +101,7 @@ def to_hf_dataset(episodes: Episodes, extra_columns: dict[str, np.ndarray] | Non
         values = np.asarray(values)
         if values.shape != (n_steps,):
             raise ValueError(f"extra column {name!r} has shape {values.shape}; it needs one value per step ({n_steps})")
-        dtype = "bool" if values.dtype == bool else "float32"
+        dtype = "bool" if values.dtype == bool else "int64" if values.dtype.kind in "iu" else "float32"
         table = table.append_column(name, pa.array(values.astype(dtype)))
         wanted[name] = datasets.Value(dtype)
     ds = datasets.Dataset(datasets.table.InMemoryTable(table))
@@ -124,6 +126,13 @@ def normalization_stats(episodes: Episodes) -> dict[str, Any]:
     }
 
 
+def _training_part(episodes: Episodes, task_set: TaskSet) -> Episodes:
+    """The episodes of the task set's training tasks (all episodes when none are): normalization
+    stats come from them, so nothing a model is evaluated on leaks into how it sees its inputs."""
+    train = np.isin(episodes.task_index, list(task_set.train_indices))
+    return episodes.take(np.flatnonzero(train)) if train.any() else episodes
+
+
 def write_dataset(
     episodes: Episodes,
     family: TaskFamily,
@@ -144,6 +153,8 @@ def write_dataset(
     """
     task_set_obj = task_set if isinstance(task_set, TaskSet) else family.task_set(task_set)
     episodes.validate(family, len(task_set_obj))
+    if episodes.trial_episode.any():  # trials (a behavior with memory) are kept: prompts may be cut from them
+        extra_columns = {**(extra_columns or {}), "trial_episode": np.repeat(episodes.trial_episode, episodes.lengths)}
     ds = to_hf_dataset(episodes, extra_columns)
     counts = np.bincount(episodes.task_index, minlength=len(task_set_obj))
     returns = episodes.episode_returns
@@ -176,7 +187,7 @@ def write_dataset(
             name: {"type": str(ds.features[name].dtype), "meaning": _EXTRA_COLUMN_MEANINGS.get(name, "")}
             for name in extra_columns or {}
         },
-        stats=normalization_stats(episodes),
+        stats=normalization_stats(_training_part(episodes, task_set_obj)),
         collection={"command": command, "seqmeta_version": __version__, "behavior_sees_task": behavior_sees_task},
     )
     meta.check(str(out))
@@ -287,7 +298,8 @@ class TrajectoryDataset:
 
     @cached_property
     def episodes(self) -> dict[str, np.ndarray]:
-        """Per-episode table: start row, length, task index, return, quality."""
+        """Per-episode table: start row, length, task index, return, quality, trial_episode (see
+        ``Episodes``; zeros where the dataset has no trials)."""
         episode_index = self.column("episode_index")
         starts = np.flatnonzero(np.diff(episode_index, prepend=-1))
         lengths = np.diff(np.append(starts, len(episode_index)))
@@ -298,7 +310,29 @@ class TrajectoryDataset:
             "task_index": self.column("task_index")[starts],
             "return": np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0),
             "quality": np.asarray(self.hf.data.table.column("quality").take(starts).to_pylist(), dtype=object),
+            "trial_episode": self._trial_episode(starts),
         }
+
+    def _trial_episode(self, starts: np.ndarray) -> np.ndarray:
+        if "trial_episode" not in self.hf.column_names:
+            return np.zeros(len(starts), np.int64)
+        values = self.hf.data.table.column("trial_episode").take(starts).to_numpy().astype(np.int64)
+        # A trial's episodes are contiguous and numbered 0, 1, ...: episode e at place k > 0 follows place k - 1.
+        task = self.column("task_index")[starts]
+        follows = values[1:] == 0
+        follows |= (values[1:] == values[:-1] + 1) & (task[1:] == task[:-1])
+        if len(values) and (values[0] != 0 or not follows.all() or (values < 0).any()):
+            raise DatasetFormatError(
+                f"{self.path}: the trial_episode column does not number contiguous trials 0, 1, ... of one "
+                "task; re-create the dataset with `seqmeta collect`"
+            )
+        return values
+
+    def best_training_return(self) -> float:
+        """The best episode return among the training tasks' episodes (all episodes when none are)."""
+        returns = self.episodes["return"]
+        train = np.isin(self.episodes["task_index"], list(self.task_set.train_indices))
+        return float(returns[train].max() if train.any() else returns.max())
 
     def first_episodes(self, task: int, n: int, quality: str | None = None) -> list[int]:
         """Rows of ``episodes``: the first ``n`` episodes of ``task`` (of one quality level, if given)."""

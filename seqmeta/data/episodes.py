@@ -25,6 +25,9 @@ class Episodes:
         rewards, terminated, truncated: (N,)
         lengths: (E,) steps per episode
         task_index, quality: (E,) per-episode task and behavior quality
+        trial_episode: (E,) the episode's place in its trial: a run of consecutive episodes in one
+            env by a behavior that remembers the earlier ones (``search``); 0 for every episode of a
+            behavior without memory. A trial's episodes are contiguous and in order.
     """
 
     observations: np.ndarray
@@ -35,6 +38,11 @@ class Episodes:
     lengths: np.ndarray
     task_index: np.ndarray
     quality: np.ndarray
+    trial_episode: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.trial_episode is None:
+            self.trial_episode = np.zeros(len(self.lengths), np.int64)
 
     @property
     def num_episodes(self) -> int:
@@ -90,6 +98,7 @@ class Episodes:
             lengths=self.lengths[order],
             task_index=self.task_index[order],
             quality=self.quality[order],
+            trial_episode=self.trial_episode[order],
         )
 
     @classmethod

@@ -14,7 +14,7 @@ import numpy as np
 
 from seqmeta.data.dataset import TrajectoryDataset, load_trajectories, write_dataset
 from seqmeta.data.episodes import Episodes
-from seqmeta.errors import DatasetFormatError, DatasetNotFoundError, TaskSelectionError
+from seqmeta.errors import ConfigError, DatasetFormatError, DatasetNotFoundError, TaskSelectionError
 from seqmeta.tasks import TaskFamily, get_family
 
 # D4RL names first; MACAW's per-task files use the aliases on the right.
@@ -89,7 +89,7 @@ def hdf5_episodes(path: str | os.PathLike, task_index: int) -> list[dict[str, An
 
 
 def import_hdf5(
-    files: Mapping[int, str | os.PathLike],
+    files: Mapping[int, str | os.PathLike] | Sequence[tuple[int, str | os.PathLike]],
     family: str | TaskFamily,
     out: str | os.PathLike,
     task_set: str | None = None,
@@ -97,11 +97,17 @@ def import_hdf5(
     overwrite: bool = False,
     command: str = "",
 ) -> TrajectoryDataset:
-    """D4RL-style HDF5 files, one per task (``{task_index: path}``), into one seqmeta dataset."""
+    """D4RL-style HDF5 files of known tasks (``{task_index: path}``, or ``(task_index, path)`` pairs
+    when a task has several files) into one seqmeta dataset."""
     family = get_family(family) if isinstance(family, str) else family
-    family.task_set(task_set).select(list(files))  # validates the task indices
+    pairs = sorted(files.items() if isinstance(files, Mapping) else [(int(t), p) for t, p in files])
+    paths = [str(p) for _, p in pairs]
+    if len(set(paths)) != len(paths):
+        twice = sorted({p for p in paths if paths.count(p) > 1})
+        raise ConfigError(f"{twice[0]} is given twice; name each file once (with the task it belongs to)")
+    family.task_set(task_set).select(sorted({t for t, _ in pairs}))  # validates the task indices
     episodes = []
-    for task_index, path in sorted(files.items()):
+    for task_index, path in pairs:
         task_episodes = hdf5_episodes(path, task_index)
         Episodes.from_list(task_episodes, quality).validate(family, len(family.task_set(task_set)), str(path))
         episodes += task_episodes
@@ -110,7 +116,7 @@ def import_hdf5(
         family,
         out,
         task_set,
-        behavior={quality: f"imported from HDF5 ({len(files)} files)"},
+        behavior={quality: f"imported from HDF5 ({len(pairs)} files)"},
         command=command,
         overwrite=overwrite,
     )
@@ -143,7 +149,10 @@ def import_minari(
     task is found from them. Otherwise give ``task_indices``, one per dataset. ``quality`` defaults
     to the dataset name without its version (``.../expert-v0`` -> ``expert``).
     """
-    import minari
+    try:
+        import minari
+    except ImportError as e:
+        raise ConfigError(f"importing Minari datasets needs the minari package ({e}): pip install minari") from None
 
     family = get_family(family) if isinstance(family, str) else family
     if task_indices is not None and len(task_indices) != len(dataset_ids):

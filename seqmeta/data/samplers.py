@@ -172,6 +172,28 @@ class PromptSampler:
         if exclude_episode is not None:
             k += excluded[:, None] & (k >= self._rank[np.asarray(exclude_episode)][:, None])
         episode = self._order[self._group_start[task_index][:, None] + k]  # (B, J)
+        return self._cut(episode)
+
+    def sample_trial(self, episode: np.ndarray) -> dict[str, np.ndarray]:
+        """Prompts from the earlier episodes of each sample's trial (``episode`` (B,): rows of
+        ``dataset.episodes``; a trial's episodes are contiguous and in order), as ``sample_recent``
+        cuts them; all masked for a trial's first episode, where the behavior knew nothing yet."""
+        episode = np.asarray(episode)
+        return self.sample_recent(episode - 1, self._episodes["trial_episode"][episode])
+
+    def sample_recent(self, last: np.ndarray, count: np.ndarray) -> dict[str, np.ndarray]:
+        """Prompts from the ``count[i]`` episodes that end at row ``last[i]`` (rows of
+        ``dataset.episodes``), one segment from each of the J most recent, oldest first; the
+        segments of missing episodes (count < J) are masked."""
+        back = self.num_segments - 1 - np.arange(self.num_segments)  # segment j: the episode `back[j]` before last
+        present = back[None, :] < np.asarray(count)[:, None]  # (B, J)
+        batch = self._cut(np.where(present, np.asarray(last)[:, None] - back[None, :], 0))
+        batch["attention_mask"] &= present[:, :, None]
+        return batch
+
+    def _cut(self, episode: np.ndarray) -> dict[str, np.ndarray]:
+        """The (B, J) segments of episodes ``episode`` (rows of ``dataset.episodes``)."""
+        shape = episode.shape
         length = self._episodes["length"][episode]
         first_end = np.minimum(self.segment_length, length) - 1
         end_in_episode = first_end + (self.rng.random(shape) * (length - first_end)).astype(np.int64)

@@ -23,7 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from seqmeta.errors import UnknownFamilyError
-from seqmeta.tasks.family import TaskFamily, TaskSet
+from seqmeta.tasks.family import SearchPlan, TaskFamily, TaskSet
 from seqmeta.tasks.locomotion import sample_log_scales
 
 SEED = 1337
@@ -87,6 +87,8 @@ def _point_robot_sparse() -> TaskFamily:
         goal_features=lambda p: np.asarray(p["goal"], dtype=np.float32),
         sample_params=lambda rng: _half_circle_goal(rng.uniform(0.0, np.pi)),
         description="Reach an unseen goal on the half-circle; reward only within 0.2 of it.",
+        # Candidates 0.3 apart (less than twice the 0.2 reward radius): every goal is near one of them.
+        search=SearchPlan(spacing=0.3, reached=lambda obs, goal: np.linalg.norm(obs - goal, axis=-1) < 0.15),
     )
 
 

@@ -81,6 +81,17 @@ class TaskSet:
 
 
 @dataclass(frozen=True)
+class SearchPlan:
+    """How the ``search`` behavior looks for a task it cannot see, in a family whose reward is zero
+    away from the task's goal (sparse): the expert acts for a sequence of candidate goals, the
+    training tasks' goal features ordered and thinned to ``spacing`` apart, each until
+    ``reached(observations, candidate_goals)`` (a bool per env), until a reward shows the goal."""
+
+    spacing: float
+    reached: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
 class TaskFamily:
     """A meta-RL task family: one environment whose reward or dynamics depend on task parameters.
 
@@ -92,6 +103,7 @@ class TaskFamily:
         goal_features: maps task params (one dict) to the vector a goal-conditioned behavior
             policy sees while acting. Never stored in datasets.
         sample_params: draws fresh task params (used to train goal-conditioned behavior policies).
+        search: for sparse-reward families, how the ``search`` behavior looks for the goal (else None).
     """
 
     name: str
@@ -102,6 +114,7 @@ class TaskFamily:
     goal_features: Callable[[dict[str, Any]], np.ndarray]
     sample_params: Callable[[np.random.Generator], dict[str, Any]]
     description: str = ""
+    search: SearchPlan | None = None
     _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
 
     def task_set(self, name: str | None = None) -> TaskSet:

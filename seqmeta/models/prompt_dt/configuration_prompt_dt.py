@@ -18,6 +18,8 @@ class PromptDTConfig(PreTrainedConfig):
         history is a band of K steps, so a rolling key/value cache of the last K-1 steps is exact.
     prompt_length (`int`, defaults to 5): K*, steps per prompt segment. num_prompt_segments (`int`, 1): J.
     prompt_from_start (`bool`, defaults to False): the first prompt segment is the start of its episode.
+    prompt_from_trial (`bool`, defaults to False): trained on prompts from the latest J earlier episodes of
+        a trial, one segment each; the own-exploration rounds prompt it with its own latest J episodes.
     max_timestep (`int`, defaults to 1000): size of the timestep embedding (longer episodes are clipped).
     use_prompt, use_return (`bool`): the conditioning mode. Both on: Prompt-DT. Prompt only, return only
         (a multi-task decision transformer) and neither (behavior cloning) come from the same code.
@@ -42,6 +44,7 @@ class PromptDTConfig(PreTrainedConfig):
     prompt_length: int = 5
     num_prompt_segments: int = 1
     prompt_from_start: bool = False
+    prompt_from_trial: bool = False
     max_timestep: int = 1000
     use_prompt: bool = True
     use_return: bool = True

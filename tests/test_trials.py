@@ -1,0 +1,106 @@
+"""Trials: the search behavior's episodes with memory, stored in order, and prompts cut from them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from seqmeta.data.collect import collect_dataset, collect_episodes
+from seqmeta.data.dataset import load_trajectories
+from seqmeta.data.samplers import PromptSampler
+from seqmeta.errors import ConfigError, DatasetFormatError
+from seqmeta.prompts import recent_prompts
+from seqmeta.tasks import get_family
+from seqmeta.trainer import EpisodeBatches
+from tests.conftest import make_episodes
+
+
+@pytest.fixture(scope="module")
+def search_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "sparse"
+    return collect_dataset("point-robot-sparse", "search,expert", str(out), episodes_per_task=6, progress=False)
+
+
+def test_search_trials_are_numbered_and_end_as_the_expert_once_found():
+    family = get_family("point-robot-sparse")
+    params = list(family.task_set().params)
+    search = collect_episodes(family, "search", params, 4, progress=False)
+    expert = collect_episodes(family, "expert", params, 1, progress=False)
+    assert search.trial_episode.tolist() == [0, 1, 2, 3] * len(params)
+    returns = search.episode_returns.reshape(len(params), 4)
+    # Round 0 knows nothing: it finds some goals late and misses others; by the last episode of a trial
+    # nearly every goal has been found and the behavior is the (noisy) expert's from the first step.
+    assert (returns[:, 0] < 0.5 * expert.episode_returns).mean() > 0.5
+    assert (returns[:, 3] > 0.8 * expert.episode_returns).mean() > 0.9
+    # Trials resume the search: on average each episode of a trial does better than the one before.
+    assert (np.diff(returns.mean(0)) > 0).all()
+
+
+def test_behaviors_without_memory_have_no_trials():
+    family = get_family("point-robot-sparse")
+    episodes = collect_episodes(family, "expert", list(family.task_set().params)[:3], 5, progress=False)
+    assert not episodes.trial_episode.any()
+
+
+def test_search_is_offered_only_where_the_family_has_a_plan(tmp_path):
+    from seqmeta.errors import BehaviorPolicyError
+
+    with pytest.raises(BehaviorPolicyError, match="no 'search' behavior policy for point-robot"):
+        collect_dataset("point-robot", "search", str(tmp_path / "d"), episodes_per_task=2, progress=False)
+
+
+def test_trials_survive_the_dataset_and_are_checked_on_load(search_data, tmp_path):
+    ep = search_data.episodes
+    search = ep["quality"] == "search"
+    assert ep["trial_episode"][search].tolist() == [0, 1, 2, 3, 0, 1] * 50
+    assert not ep["trial_episode"][~search].any()
+    assert "trial_episode" in search_data.meta.extra_columns
+    # A trial numbered out of order (episodes shuffled by hand) is refused by name.
+    import datasets
+
+    bad = tmp_path / "bad"
+    hf = search_data.hf
+    values = np.asarray(hf["trial_episode"])
+    values[values == 2] = 3
+    hf.remove_columns("trial_episode").add_column("trial_episode", values.tolist()).save_to_disk(str(bad))
+    (bad / "seqmeta.json").write_text(json.dumps(json.loads((search_data.path / "seqmeta.json").read_text())))
+    assert datasets.load_from_disk(str(bad)).num_rows == hf.num_rows
+    with pytest.raises(DatasetFormatError, match="trial_episode column does not number contiguous trials"):
+        load_trajectories(bad)
+
+
+def test_trial_prompts_come_from_the_latest_earlier_episodes_of_the_trial(search_data):
+    ep = search_data.episodes
+    rows = np.flatnonzero(ep["quality"] == "search")[:6]
+    sampler = PromptSampler(search_data, num_segments=3, segment_length=20, seed=0)
+    prompt = sampler.sample_trial(rows)
+    seen = prompt["attention_mask"].any(-1)  # (B, J): which segments show an episode
+    assert seen.sum(1).tolist() == [0, 1, 2, 3, 0, 1]
+    for i, row in enumerate(rows):
+        k = ep["trial_episode"][row]
+        shown = prompt["episode_index"][i][seen[i]].tolist()
+        assert shown == list(range(row - min(k, 3), row))  # oldest first, all of the trial, none of another
+
+
+def test_own_rounds_prompt_like_a_trial(search_data):
+    """An env's prompt is cut from its own latest episodes: the evaluator's rounds match training."""
+    config = type("Config", (), dict(num_prompt_segments=3, prompt_length=20, prompt_from_start=False))()
+    episodes = make_episodes([20] * 5, tasks=[0, 1, 0, 0, 1])
+    slot = np.array([0, 1, 0, 0, 1])  # env 0 ran episodes 0, 2, 3; env 1 ran 1, 4
+    prompt = recent_prompts(config, episodes, slot, num_envs=2, seed=0)
+    episode_of = prompt["observation"][..., 0].reshape(2, 3, 20)[:, :, 0]  # observations encode the episode
+    mask = prompt["attention_mask"].reshape(2, 3, 20).all(-1)
+    assert episode_of[0].tolist() == [0, 2, 3] and mask[0].all()
+    assert episode_of[1][1:].tolist() == [1, 4] and mask[1].tolist() == [False, True, True]
+
+
+def test_prompt_from_trial_needs_trials(point_robot_dataset):
+    with pytest.raises(ConfigError, match="prompt_from_trial needs trials"):
+        EpisodeBatches(
+            point_robot_dataset,
+            segment_length=5,
+            batch_size=4,
+            num_prompt_segments=1,
+            prompt_length=5,
+            prompt_from_trial=True,
+        )
