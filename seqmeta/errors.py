@@ -42,3 +42,7 @@ class RolloutError(SeqmetaError, ValueError):
 
 class EnvMismatchError(SeqmetaError, ValueError):
     """A user env that does not fit the model (observation or action width, horizon, reward scale)."""
+
+
+class StorageError(SeqmetaError, OSError):
+    """A write that the disk refused (full, over quota); what was there before is unchanged."""

@@ -36,7 +36,7 @@ from seqmeta.configs import check_options, option
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json
-from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt, recent_prompts
+from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
 from seqmeta.results import SCHEMA
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
 
@@ -118,8 +118,8 @@ def own_rounds(
     """The own-exploration rounds in N envs; returns each round's rollouts.
 
     Round 0 has no prompt; round r is prompted, env by env, with that env's episodes of rounds < r
-    (rewards as the agent received them): segments drawn among them, or, for a model trained with
-    ``prompt_from_trial``, one from each of the latest J. ``targets(prompts, history)`` gives the round's target
+    (rewards as the agent received them; a model trained with ``prompt_from_trial`` reads one segment
+    from each of the latest J). ``targets(prompts, history)`` gives the round's target
     returns; ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
     """
     slot = np.arange(len(env_fns))
@@ -127,11 +127,8 @@ def own_rounds(
     for r in range(rounds):
         prompts = None  # round 0: no prompt
         if history and model.config.use_prompt:
-            earlier = Episodes.concatenate([h.episodes for h in history])  # task_index = env slot
-            if getattr(model.config, "prompt_from_trial", False):
-                prompts = recent_prompts(model.config, earlier, earlier.task_index, len(slot), seed + r)
-            else:
-                prompts = cut_prompts(model.config, EpisodePool(earlier), slot, seed + r)
+            pool = EpisodePool(Episodes.concatenate([h.episodes for h in history]))  # task_index = env slot
+            prompts = cut_prompts(model.config, pool, slot, seed + r)
         labeler = make_labeler() if make_labeler else None
         out = rollout_agent(
             model,

@@ -388,9 +388,9 @@ def pull_dataset(
     import datasets
     from huggingface_hub import hf_hub_download
 
-    from seqmeta.data.dataset import META_FILE, TrajectoryDataset
+    from seqmeta.data.dataset import META_FILE, TrajectoryDataset, save_dataset_folder
     from seqmeta.data.meta import DatasetMeta
-    from seqmeta.io import atomic_directory, atomic_write_json
+    from seqmeta.io import atomic_directory
 
     try:
         meta = DatasetMeta.load(
@@ -416,8 +416,7 @@ def pull_dataset(
         for t in meta.tasks:
             t["num_episodes"] = int(counts[t["task_index"]])
     with atomic_directory(out) as tmp:
-        ds.save_to_disk(str(tmp))
-        atomic_write_json(tmp / META_FILE, meta.to_json())
+        save_dataset_folder(ds, meta, tmp)
         card = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
         shutil.copy2(card, tmp / "README.md")
     TrajectoryDataset.load(out)  # checks what arrived

@@ -3,31 +3,58 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from seqmeta.errors import StorageError
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_space_errors(path: str | os.PathLike) -> Iterator[None]:
+    """A full disk (or quota) while writing ``path`` becomes a ``StorageError`` that says so."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in FULL and not isinstance(e, StorageError):
+            raise StorageError(
+                f"no space left on the device while writing {path} ({e.strerror}); free some space and run the "
+                f"same command again: {path} is unchanged"
+            ) from e
+        raise
+
+
+def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: a failed or
+    interrupted write (a full disk) leaves the old file, never a truncated one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
+        with disk_space_errors(path):
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
+    atomic_write_file(path, lambda tmp: tmp.write_text(text))
 
 
 def _umask() -> int:
@@ -77,8 +104,9 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
     try:
-        (tmp / MARKER).write_text("written by seqmeta; `--overwrite` may replace this folder\n")
-        yield tmp
+        with disk_space_errors(path):
+            (tmp / MARKER).write_text("written by seqmeta; `--overwrite` may replace this folder\n")
+            yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from seqmeta.io import atomic_write_file
+
 
 def _pyplot():
     import matplotlib
@@ -15,6 +17,14 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: Path) -> None:
+    """The PNG written atomically (a full disk leaves the previous plot, never a truncated one)."""
+    try:
+        atomic_write_file(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def _score_key(results: dict[str, Any]) -> tuple[str, str]:
@@ -41,8 +51,7 @@ def plot_adaptation_curve(results: dict[str, Any], path: Path, baselines: dict[s
     ax.set_title(f"{results['family']}: tasks {results['protocol']['tasks']}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
@@ -65,8 +74,7 @@ def plot_per_task(results: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("return")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
@@ -86,8 +94,7 @@ def plot_training_log(log_path: str | Path, path: Path) -> Path:
     ax.set_ylabel("loss")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 

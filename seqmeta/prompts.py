@@ -7,7 +7,8 @@
 ``seqmeta.run_episodes``, or a list of dicts of arrays (``observations`` (T, obs_dim), ``actions``
 (T, act_dim), ``rewards`` (T,)). Each env's prompt is drawn (seeded) from those episodes as in
 training: J segments, each K* consecutive steps of one episode, left-padded where an episode is
-shorter. The prompt also carries ``demo_return`` (N,), the best return among the demos, which the
+shorter (a model trained on trials, ``prompt_from_trial``: one segment from each of the last J
+demos). The prompt also carries ``demo_return`` (N,), the best return among the demos, which the
 ``demo`` target-return rule uses.
 """
 
@@ -121,29 +122,18 @@ def cut_prompts(
     config, pool, prompt_task: np.ndarray, seed: int, episodes: Sequence[int] | None = None
 ) -> dict[str, np.ndarray]:
     """The model's prompt shape cut from ``pool``'s episodes (a dataset or ``EpisodePool``) of each
-    row's task ``prompt_task[i]``; ``episodes`` (rows of ``pool.episodes``) restricts the pool."""
+    row's task ``prompt_task[i]``; ``episodes`` (rows of ``pool.episodes``) restricts the pool. A model
+    trained with ``prompt_from_trial`` gets one segment from each of the latest J episodes, in pool order."""
     from seqmeta.data.samplers import PromptSampler, flatten_prompt
 
     start = bool(getattr(config, "prompt_from_start", False))
     sampler = PromptSampler(
         pool, config.num_prompt_segments, config.prompt_length, seed=seed, episodes=episodes, start_segment=start
     )
-    prompt = flatten_prompt(sampler.sample(np.asarray(prompt_task)))
-    return {k: prompt[k] for k in PROMPT_KEYS}
-
-
-def recent_prompts(config, episodes: Episodes, slot: np.ndarray, num_envs: int, seed: int) -> dict[str, np.ndarray]:
-    """Each env's prompt from its own most recent episodes (``slot`` (E,): the env of each episode,
-    episodes in the order they ran): one segment from each of the J latest, as a model trained with
-    ``prompt_from_trial`` saw its trial's earlier episodes."""
-    from seqmeta.data.samplers import PromptSampler, flatten_prompt
-
-    order = np.lexsort((np.arange(len(slot)), slot))  # by env, then in the order they ran
-    count = np.bincount(slot, minlength=num_envs)
-    start = bool(getattr(config, "prompt_from_start", False))
-    pool = EpisodePool(episodes.take(order))
-    sampler = PromptSampler(pool, config.num_prompt_segments, config.prompt_length, seed=seed, start_segment=start)
-    prompt = flatten_prompt(sampler.sample_recent(np.cumsum(count) - 1, count))
+    if getattr(config, "prompt_from_trial", False):  # trained on trials: the latest J episodes, one segment each
+        prompt = flatten_prompt(sampler.sample_latest(np.asarray(prompt_task)))
+    else:
+        prompt = flatten_prompt(sampler.sample(np.asarray(prompt_task)))
     return {k: prompt[k] for k in PROMPT_KEYS}
 
 

@@ -68,6 +68,7 @@ def test_each_env_has_its_own_prompt_and_target():
     assert not np.allclose(agent.act(obs), b)
 
 
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_agent_refuses_bad_input():
     model = tiny()
     agent = Agent(model, 2, prompts=numpy_prompt(2, 5))

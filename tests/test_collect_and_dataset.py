@@ -83,6 +83,7 @@ def test_unknown_quality_names_the_available_ones(point_family, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.reliability("attacks", "refused, files untouched")
 def test_existing_output_is_kept_unless_overwrite(tmp_path, point_family):
     out = tmp_path / "d"
     collect_dataset(point_family, "expert", str(out), tasks="0", episodes_per_task=2, progress=False)
@@ -94,6 +95,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, point_family):
     assert list(load_trajectories(out).meta.qualities) == ["random"]
 
 
+@pytest.mark.reliability("faults", "refused, files untouched")
 def test_crash_while_writing_leaves_no_dataset(tmp_path, point_family, monkeypatch):
     def boom(meta):
         raise RuntimeError("disk full")
@@ -104,6 +106,7 @@ def test_crash_while_writing_leaves_no_dataset(tmp_path, point_family, monkeypat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.reliability("faults", "refused, files untouched")
 def test_killed_collection_leaves_no_folder_that_looks_complete(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -132,6 +135,7 @@ def test_killed_collection_leaves_no_folder_that_looks_complete(tmp_path):
         load_trajectories(out)
 
 
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_bad_episodes_are_refused_with_the_fix(point_family, tmp_path):
     eps = make_episodes([20, 20])
     eps.observations = np.zeros((40, 3), np.float32)
@@ -150,25 +154,31 @@ def test_bad_episodes_are_refused_with_the_fix(point_family, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_damaged_dataset_folders_are_named(point_family, tmp_path):
     path = write_dataset(make_episodes([20] * 5), point_family, tmp_path / "d")
     with pytest.raises(DatasetNotFoundError, match="seqmeta collect"):
         load_trajectories(tmp_path / "nothing")
     arrow = next(path.glob("data-*.arrow"))
     arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    with pytest.raises(DatasetFormatError, match="changed since it was written"):
+        load_trajectories(path)
+    unchecked = json.loads((path / "seqmeta.json").read_text())  # as written before checksums were recorded
+    unchecked.pop("checksums")
+    (path / "seqmeta.json").write_text(json.dumps(unchecked))
     with pytest.raises(DatasetFormatError, match="truncated or corrupt"):
         load_trajectories(path)
 
     path = write_dataset(make_episodes([20] * 5), point_family, tmp_path / "e")
     hf = datasets.load_from_disk(str(path)).remove_columns(["return_to_go"])
     hf.save_to_disk(str(tmp_path / "f"))
-    (tmp_path / "f" / "seqmeta.json").write_text((path / "seqmeta.json").read_text())
+    (tmp_path / "f" / "seqmeta.json").write_text(json.dumps(unchecked))
     with pytest.raises(DatasetFormatError, match=r"missing columns \['return_to_go'\]"):
         load_trajectories(tmp_path / "f")
 
     shuffled = datasets.load_from_disk(str(path)).shuffle(seed=0).flatten_indices()
     shuffled.save_to_disk(str(tmp_path / "g"))
-    (tmp_path / "g" / "seqmeta.json").write_text((path / "seqmeta.json").read_text())
+    (tmp_path / "g" / "seqmeta.json").write_text(json.dumps(unchecked))
     with pytest.raises(DatasetFormatError, match="contiguous"):
         load_trajectories(tmp_path / "g")
 
@@ -193,6 +203,7 @@ def test_metadata_is_plain_json(point_robot_dataset):
         (lambda m: m.update(qualities={}), "qualities"),
     ],
 )
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_a_damaged_seqmeta_json_is_refused_on_load(point_robot_dataset, tmp_path, edit, match):
     import shutil
 
@@ -207,6 +218,7 @@ def test_a_damaged_seqmeta_json_is_refused_on_load(point_robot_dataset, tmp_path
         load_trajectories(copy)
 
 
+@pytest.mark.reliability("attacks", "refused, files untouched")
 def test_overwrite_replaces_only_folders_seqmeta_wrote(tmp_path):
     from seqmeta.io import atomic_directory
 
@@ -227,6 +239,7 @@ def test_overwrite_replaces_only_folders_seqmeta_wrote(tmp_path):
         pass
 
 
+@pytest.mark.reliability("attacks", "refused, files untouched")
 def test_a_quality_name_that_leaves_the_folder_is_refused(tmp_path):
     from seqmeta.data.dataset import write_dataset
     from seqmeta.errors import DatasetFormatError

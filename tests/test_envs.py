@@ -122,11 +122,13 @@ def test_success_is_any_step_of_the_episode(model):
         (Slide, {"demos": [dict(d, rewards=d["rewards"] * 1e4) for d in expert_demos()]}, "rescale the env's rewards"),
     ],
 )
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_an_env_that_does_not_fit_is_refused_before_it_runs(model, env, kwargs, match):
     with pytest.raises(EnvMismatchError, match=match):
         seqmeta.evaluate_env(model, env, episodes=2, **({"max_steps": 15} | kwargs))
 
 
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_the_agent_refuses_steps_past_its_horizon(model):
     agent = Agent(model, 1, target_returns=0.0)
     obs = np.zeros((1, 2), np.float32)
@@ -137,6 +139,7 @@ def test_the_agent_refuses_steps_past_its_horizon(model):
         agent.act(obs, np.zeros(1))
 
 
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_bad_demos_are_refused(model):
     with pytest.raises(ValueError, match="demos"):
         prompts_from_episodes(model.config, [], 2)
@@ -182,6 +185,7 @@ def test_collect_a_task_list_of_your_own(tmp_path):
     assert "far-goals" in card and "-3.0" in card
 
 
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_the_engine_refuses_what_it_cannot_run(model):
     from gymnasium.vector import SyncVectorEnv
 

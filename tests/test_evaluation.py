@@ -66,6 +66,7 @@ def test_own_episodes_become_the_prompt_round_by_round(model, point_robot_datase
     assert all(np.isfinite(p["mean"]) for s in results["settings"] for p in s["per_task"])
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_bad_protocols_are_refused(model, point_robot_dataset, tmp_path):
     with pytest.raises(ConfigError, match="names family cheetah-vel"):
         evaluate(model, protocol(point_robot_dataset, family="cheetah-vel"), progress=False)

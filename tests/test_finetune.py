@@ -62,6 +62,7 @@ def test_one_trajectory_is_enough(pretrained, point_robot_dataset, tmp_path):
     assert json.loads((model_dir / "finetune_data.json").read_text())["episodes"] == {"45": [first]}
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_finetune_refuses_bad_input(pretrained, point_robot_dataset, tmp_path):
     with pytest.raises(TaskSelectionError, match=r"task 45 has 16 episodes.*asked for 99"):
         tune(pretrained, point_robot_dataset, tmp_path / "a", trajectories=99)

@@ -107,6 +107,7 @@ def test_model_round_trip_weights_card_and_offline_cache(model_dir, hub_server, 
     assert load_and_compare(repo, "v1", model_dir, dict(hub_env, HF_HUB_OFFLINE="1"))["identical"]
 
 
+@pytest.mark.reliability("faults", "right result")
 def test_interrupted_push_keeps_the_folder_and_a_second_push_completes(model_dir, hub_server, hub_env):
     repo = "tester/flaky"
     before = folder_digest(model_dir)
@@ -124,6 +125,7 @@ def test_interrupted_push_keeps_the_folder_and_a_second_push_completes(model_dir
     assert hub_server.head(repo) == head and again.stdout == pushed.stdout
 
 
+@pytest.mark.reliability("bad models", "refused, files untouched")
 def test_card_with_invalid_metadata_is_refused_before_upload(model_dir, tmp_path, monkeypatch):
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
@@ -244,6 +246,7 @@ def test_push_model_object_publishes_the_in_memory_weights_with_the_folder_run_f
     assert "from `own/eval_results.json`" in card and "(own/per_task.png)" in card
 
 
+@pytest.mark.reliability("attacks", "refused, files untouched")
 def test_push_refuses_symbolic_links(model_dir, tmp_path, monkeypatch):
     from seqmeta.hub import HubError
 

@@ -45,6 +45,7 @@ def test_hdf5_round_trip(tmp_path):
     assert d.meta.qualities["imported"]["episodes"] == 6
 
 
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_hdf5_bad_files_name_the_problem(tmp_path):
     write_d4rl(tmp_path / "nokey.hdf5", drop="rewards")
     with pytest.raises(DatasetFormatError, match="no 'rewards' dataset"):
@@ -132,6 +133,7 @@ def test_minari_import_of_a_plain_env_needs_the_task_index(minari_home):
         import_minari(["test/none/expert-v0"], "cheetah-vel", minari_home / "o2")
 
 
+@pytest.mark.reliability("bad data", "right result")
 def test_hdf5_several_files_of_one_task_are_all_imported(tmp_path, capsys):
     from seqmeta.cli import main
 
@@ -151,6 +153,7 @@ def test_hdf5_several_files_of_one_task_are_all_imported(tmp_path, capsys):
     assert "--file takes TASK_INDEX=PATH" in capsys.readouterr().err
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_minari_import_without_minari_says_how_to_install_it(tmp_path, monkeypatch):
     import sys
 

@@ -151,6 +151,7 @@ def test_forward_names_wrong_widths():
         model(**hist, prompt=dict(prompt, observation=torch.zeros(2, 6, 2)))
 
 
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_bad_config_is_refused():
     with pytest.raises(ValueError, match="state_mean has 2 entries"):
         PromptDTModel(PromptDTConfig(state_dim=3, act_dim=1, state_mean=[0.0, 0.0]))

@@ -1,5 +1,6 @@
 """Bad input gets one clear line and exit 2 before any work; bad data never trains silently."""
 
+import json
 import re
 import shutil
 
@@ -33,6 +34,7 @@ BAD_TRAIN_OPTIONS = [
 
 
 @pytest.mark.parametrize(("flags", "message"), BAD_TRAIN_OPTIONS)
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_bad_training_options_are_refused_before_any_work(point_robot_dataset, tmp_path, capsys, flags, message):
     out = tmp_path / "run"
     code = main(["train", "--data", str(point_robot_dataset.path), "--output-dir", str(out), *flags])
@@ -52,6 +54,7 @@ def test_bad_training_options_are_refused_before_any_work(point_robot_dataset, t
         ("eval", ["--episodes", "0"], "episodes must be >= 1"),
     ],
 )
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_bad_options_of_other_verbs(tiny_trained_model, point_robot_dataset, tmp_path, capsys, verb, flags, message):
     argv = [verb, "--model", str(tiny_trained_model), "--data", str(point_robot_dataset.path)]
     code = main([*argv, "--output-dir", str(tmp_path / "o"), *flags])
@@ -59,14 +62,16 @@ def test_bad_options_of_other_verbs(tiny_trained_model, point_robot_dataset, tmp
     assert code == 2 and message in err, err
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_check_options_on_a_config_built_in_python():
     with pytest.raises(ConfigError, match="return_dropout must be <= 1"):
         check_options(TrainConfig(return_dropout=1.5))
     check_options(TrainConfig())  # the defaults are in range
 
 
-def damaged_copy(dataset, tmp_path, column, row, value):
-    """A copy of the dataset whose Arrow file has ``value`` written into ``column`` at ``row``."""
+def damaged_copy(dataset, tmp_path, column, row, value, keep_checksums=False):
+    """A copy of the dataset whose Arrow file has ``value`` written into ``column`` at ``row``; its
+    seqmeta.json without checksums (as written before they were recorded) unless ``keep_checksums``."""
     copy = tmp_path / "damaged"
     shutil.copytree(dataset.path, copy)
     table = dataset.hf.data.table
@@ -78,7 +83,30 @@ def damaged_copy(dataset, tmp_path, column, row, value):
     arrow = next(copy.glob("data-*.arrow"))
     with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
+    if not keep_checksums:
+        meta = json.loads((copy / "seqmeta.json").read_text())
+        meta.pop("checksums")
+        (copy / "seqmeta.json").write_text(json.dumps(meta))
     return copy
+
+
+@pytest.mark.parametrize("column", ["observation", "reward", "action", "task_index", "timestep"])
+@pytest.mark.reliability("bad data", "clear error, nothing written")
+def test_a_data_file_changed_since_it_was_written_is_refused(point_robot_dataset, tmp_path, column):
+    """Even a plausible value (bit rot, an edit) in any column: the sha256 recorded at write differs."""
+    plausible = {"observation": 0.5, "reward": -0.25, "action": 0.05, "task_index": 3, "timestep": 7}[column]
+    copy = damaged_copy(point_robot_dataset, tmp_path, column, 123, plausible, keep_checksums=True)
+    with pytest.raises(DatasetFormatError, match=r"data-00000-of-00001\.arrow changed since it was written"):
+        load_trajectories(copy)
+
+
+@pytest.mark.reliability("bad data", "clear error, nothing written")
+def test_a_dataset_copied_in_part_is_refused(point_robot_dataset, tmp_path):
+    copy = tmp_path / "partial"
+    shutil.copytree(point_robot_dataset.path, copy)
+    (copy / "dataset_info.json").unlink()
+    with pytest.raises(DatasetFormatError, match=r"data file dataset_info\.json is missing"):
+        load_trajectories(copy)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +117,7 @@ def damaged_copy(dataset, tmp_path, column, row, value):
         ("task_index", 99, "task index 99"),
     ],
 )
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_damaged_data_is_refused_on_load_and_never_trained_on(point_robot_dataset, tmp_path, column, value, match):
     copy = damaged_copy(point_robot_dataset, tmp_path, column, 123, value)
     with pytest.raises(DatasetFormatError, match=match):
@@ -98,6 +127,7 @@ def test_damaged_data_is_refused_on_load_and_never_trained_on(point_robot_datase
     assert not (tmp_path / "run" / "model").exists()
 
 
+@pytest.mark.reliability("faults", "clear error, nothing written")
 def test_a_loss_that_goes_nan_stops_training_and_saves_nothing(point_robot_dataset, tmp_path, monkeypatch):
     import torch
 
@@ -139,6 +169,7 @@ def _edited_model(tiny_trained_model, tmp_path, edit):
         (lambda c: c.update(model_type="gpt2"), "not a seqmeta model"),
     ],
 )
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_eval_refuses_a_model_folder_it_would_run_wrongly(
     tiny_trained_model, point_robot_dataset, tmp_path, capsys, edit, message
 ):
@@ -158,6 +189,7 @@ def test_eval_refuses_a_model_folder_it_would_run_wrongly(
     assert not (tmp_path / "e" / "eval_results.json").exists()
 
 
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_dataset, tmp_path, capsys):
     argv = [
         "eval",
@@ -172,6 +204,7 @@ def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_datase
     assert "no model folder at runs/nope/model" in capsys.readouterr().err
 
 
+@pytest.mark.reliability("faults", "clear error, nothing written")
 def test_an_unforeseen_failure_is_one_line_unless_debug(monkeypatch, capsys, tmp_path):
     import seqmeta.cli as cli
 
@@ -196,6 +229,7 @@ def _with_func(parser, func):
     return parser
 
 
+@pytest.mark.reliability("bad data", "right result")
 def test_held_out_tasks_shape_neither_the_normalization_nor_the_fixed_target(point_family, tmp_path):
     """Stats and the `fixed` target come from the training tasks: changing held-out data changes neither."""
     from seqmeta.data.collect import collect_episodes
@@ -214,3 +248,117 @@ def test_held_out_tasks_shape_neither_the_normalization_nor_the_fixed_target(poi
     b = load_trajectories(write_dataset(odd, point_family, tmp_path / "b"))
     assert a.stats == b.stats
     assert a.best_training_return() == b.best_training_return() < b.episodes["return"].max()
+
+
+# ---- every declared range of every config, generated from the declarations --------------------
+
+
+def _range_cases():
+    """(config class, field, bad value, expected message) for each bound, choice set and finite float."""
+    import dataclasses
+    import typing
+
+    from seqmeta.evaluation import EvalProtocol
+    from seqmeta.finetune import FinetuneConfig
+    from seqmeta.selfsupervise import SelfSuperviseConfig
+
+    cases = []
+    for cls in (TrainConfig, FinetuneConfig, SelfSuperviseConfig, EvalProtocol):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            meta, kind = f.metadata, hints[f.name]
+            low, high = meta.get("low"), meta.get("high")
+            if meta.get("choices"):
+                cases.append((cls, f.name, "no-such-choice", f"{f.name} must be one of"))
+            if low is not None:
+                bad = low if meta.get("low_open") else (low - 1 if kind is int else low - 0.5)
+                cases.append((cls, f.name, kind(bad), f"{f.name} must be {'>' if meta.get('low_open') else '>='}"))
+            if high is not None:
+                cases.append((cls, f.name, kind(high + 1), f"{f.name} must be <="))
+            if kind is float:
+                cases.append((cls, f.name, float("nan"), f"{f.name} must be a finite number"))
+            if kind in (int, float):
+                cases.append((cls, f.name, "ten", f"{f.name} must be {kind.__name__}"))
+    return cases
+
+
+RANGE_CASES = _range_cases()
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "value", "message"),
+    RANGE_CASES,
+    ids=[f"{c.__name__}.{n}={v!r}" for c, n, v, _ in RANGE_CASES],
+)
+@pytest.mark.reliability("bad options", "clear error, nothing written")
+def test_every_declared_range_is_enforced(tmp_path, cls, name, value, message):
+    """A recipe with the value is refused by name, with the field's help, before any work."""
+    from seqmeta.configs import load_config
+
+    recipe = tmp_path / "recipe.yaml"
+    text = json.dumps(value) if isinstance(value, str) else ".nan" if value != value else value  # YAML's NaN
+    recipe.write_text(f"{name}: {text}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)) as raised:
+        load_config(cls, recipe)
+    assert str(recipe) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_generated_cases_cover_every_bounded_field():
+    import dataclasses
+
+    bounded = {
+        (TrainConfig, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if f.metadata.get("low") is not None or f.metadata.get("high") is not None or f.metadata.get("choices")
+    }
+    assert bounded <= {(c, n) for c, n, _, _ in RANGE_CASES} and len(RANGE_CASES) >= 60
+
+
+# ---- faults: a full disk ---------------------------------------------------------------------
+
+
+def _disk_full(*args, **kwargs):
+    import errno
+    import os
+
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.reliability("faults", "clear error, nothing written")
+def test_a_full_disk_while_collecting_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.Dataset, "save_to_disk", _disk_full)
+    out = tmp_path / "data"
+    code = main(["collect", "--family", "point-robot", "--episodes-per-task", "2", "--out", str(out)])
+    err = capsys.readouterr().err.strip().split("\r")[-1]  # after the progress bar
+    assert code == 2 and "no space left on the device while writing" in err and "Traceback" not in err, err
+    assert err.count("error:") == 1
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a hidden partial one
+
+
+@pytest.mark.parametrize("writer", ["json", "plot"])
+@pytest.mark.reliability("faults", "refused, files untouched")
+def test_a_full_disk_keeps_the_previous_file_whole(tmp_path, monkeypatch, writer):
+    import os
+
+    from seqmeta.errors import StorageError
+    from seqmeta.io import atomic_write_json
+    from seqmeta.plots import plot_adaptation_curve
+
+    path = tmp_path / ("results.json" if writer == "json" else "curve.png")
+
+    def write():
+        if writer == "json":
+            atomic_write_json(path, {"value": 1.0})
+        else:
+            settings = [{"prompt_trajectories": k, "normalized": 10.0 * k} for k in (0, 1)]
+            results = {"settings": settings, "protocol": {"prompt_source": "expert", "tasks": [45]}, "family": "f"}
+            plot_adaptation_curve(results, path)
+
+    write()
+    before = path.read_bytes()
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(StorageError, match="no space left on the device"):
+        write()
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]

@@ -126,6 +126,7 @@ def test_controls_true_rewards_and_no_online_data(pretrained, point_robot_datase
         ({"model": ""}, "needs --model"),
     ],
 )
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_bad_settings_are_refused(pretrained, point_robot_dataset, tmp_path, change, message):
     values = dict(model=str(pretrained), data=str(point_robot_dataset.path), output_dir=str(tmp_path / "x"))
     with pytest.raises(ConfigError, match=message):

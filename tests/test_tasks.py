@@ -131,6 +131,7 @@ def test_params_families_scale_physics_by_the_rand_param_laws(name, base):
     assert not np.allclose(a[-1][0], b[-1][0])
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_task_selection_and_bad_names():
     ts = seqmeta.get_family("cheetah-vel").task_set()
     assert ts.select("test") == [2, 7, 15, 23, 26]

@@ -62,6 +62,7 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(point_ro
         assert load_config(TrainConfig, folder / "train_config.yaml").max_steps == max_steps
 
 
+@pytest.mark.reliability("faults", "right result")
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point_robot_dataset, tmp_path):
     def seqmeta_train(out, *flags):
         save_config(tiny_config(point_robot_dataset.path, out, 160, checkpoint_every=10), tmp_path / "recipe.yaml")
@@ -128,6 +129,7 @@ def test_tensorboard_is_the_default_tracker(point_robot_dataset, tmp_path):
     assert list((tmp_path / "t" / "logs").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.reliability("bad options", "refused, files untouched")
 def test_train_refuses_to_mix_runs(point_robot_dataset, tmp_path):
     train(tiny_config(point_robot_dataset.path, tmp_path / "r", 4))
     with pytest.raises(FileExistsError, match="--resume"):
@@ -153,6 +155,7 @@ def test_train_verb_reads_a_recipe_and_flags_override_it(point_robot_dataset, tm
     assert Agent(model, 2, prompts=prompt).act(np.zeros((2, 2))).shape == (2, 2)
 
 
+@pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_bad_recipes_are_refused_with_the_fix(tmp_path, capsys):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("data: d\nmax_step: 10\n")
@@ -204,6 +207,7 @@ class _Payload:
         return (Path.touch, (Path(self.marker),))
 
 
+@pytest.mark.reliability("attacks", "refused, files untouched")
 def test_resume_never_unpickles_a_file_it_did_not_write(point_robot_dataset, tmp_path):
     import pickle
 

@@ -1,6 +1,7 @@
 """Trials: the search behavior's episodes with memory, stored in order, and prompts cut from them."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ from seqmeta.data.collect import collect_dataset, collect_episodes
 from seqmeta.data.dataset import load_trajectories
 from seqmeta.data.samplers import PromptSampler
 from seqmeta.errors import ConfigError, DatasetFormatError
-from seqmeta.prompts import recent_prompts
+from seqmeta.prompts import EpisodePool, cut_prompts
 from seqmeta.tasks import get_family
 from seqmeta.trainer import EpisodeBatches
 from tests.conftest import make_episodes
@@ -32,8 +33,9 @@ def test_search_trials_are_numbered_and_end_as_the_expert_once_found():
     # nearly every goal has been found and the behavior is the (noisy) expert's from the first step.
     assert (returns[:, 0] < 0.5 * expert.episode_returns).mean() > 0.5
     assert (returns[:, 3] > 0.8 * expert.episode_returns).mean() > 0.9
-    # Trials resume the search: on average each episode of a trial does better than the one before.
-    assert (np.diff(returns.mean(0)) > 0).all()
+    # Trials resume the search: on average each episode does better than the one before, until all are found.
+    means = returns.mean(0)
+    assert means[0] < means[1] < means[2] and means[3] > means[2] - 0.5
 
 
 def test_behaviors_without_memory_have_no_trials():
@@ -49,6 +51,7 @@ def test_search_is_offered_only_where_the_family_has_a_plan(tmp_path):
         collect_dataset("point-robot", "search", str(tmp_path / "d"), episodes_per_task=2, progress=False)
 
 
+@pytest.mark.reliability("bad data", "clear error, nothing written")
 def test_trials_survive_the_dataset_and_are_checked_on_load(search_data, tmp_path):
     ep = search_data.episodes
     search = ep["quality"] == "search"
@@ -63,7 +66,9 @@ def test_trials_survive_the_dataset_and_are_checked_on_load(search_data, tmp_pat
     values = np.asarray(hf["trial_episode"])
     values[values == 2] = 3
     hf.remove_columns("trial_episode").add_column("trial_episode", values.tolist()).save_to_disk(str(bad))
-    (bad / "seqmeta.json").write_text(json.dumps(json.loads((search_data.path / "seqmeta.json").read_text())))
+    meta = json.loads((search_data.path / "seqmeta.json").read_text())
+    meta.pop("checksums")  # this hand-made copy has new data files; their old sums would refuse it first
+    (bad / "seqmeta.json").write_text(json.dumps(meta))
     assert datasets.load_from_disk(str(bad)).num_rows == hf.num_rows
     with pytest.raises(DatasetFormatError, match="trial_episode column does not number contiguous trials"):
         load_trajectories(bad)
@@ -82,16 +87,21 @@ def test_trial_prompts_come_from_the_latest_earlier_episodes_of_the_trial(search
         assert shown == list(range(row - min(k, 3), row))  # oldest first, all of the trial, none of another
 
 
-def test_own_rounds_prompt_like_a_trial(search_data):
-    """An env's prompt is cut from its own latest episodes: the evaluator's rounds match training."""
-    config = type("Config", (), dict(num_prompt_segments=3, prompt_length=20, prompt_from_start=False))()
-    episodes = make_episodes([20] * 5, tasks=[0, 1, 0, 0, 1])
-    slot = np.array([0, 1, 0, 0, 1])  # env 0 ran episodes 0, 2, 3; env 1 ran 1, 4
-    prompt = recent_prompts(config, episodes, slot, num_envs=2, seed=0)
-    episode_of = prompt["observation"][..., 0].reshape(2, 3, 20)[:, :, 0]  # observations encode the episode
-    mask = prompt["attention_mask"].reshape(2, 3, 20).all(-1)
-    assert episode_of[0].tolist() == [0, 2, 3] and mask[0].all()
-    assert episode_of[1][1:].tolist() == [1, 4] and mask[1].tolist() == [False, True, True]
+def test_a_model_trained_on_trials_is_prompted_with_the_latest_episodes():
+    """Its own earlier rounds, or demos: one segment from each of the latest J, as in training."""
+    config = SimpleNamespace(num_prompt_segments=3, prompt_length=20, prompt_from_start=False, prompt_from_trial=True)
+    episodes = make_episodes([20] * 6, tasks=[0, 1, 0, 0, 1, 0])  # env 0 ran episodes 0, 2, 3, 5; env 1 ran 1, 4
+    prompt = cut_prompts(config, EpisodePool(episodes), np.array([0, 1, 1]), seed=0)
+    episode_of = prompt["observation"][..., 0].reshape(3, 3, 20)[:, :, 0]  # observations encode the episode
+    shown = prompt["attention_mask"].reshape(3, 3, 20).all(-1)
+    assert episode_of[0].tolist() == [2, 3, 5] and shown[0].all()
+    assert episode_of[1][1:].tolist() == [1, 4] and shown[1].tolist() == [False, True, True]
+    assert not prompt["attention_mask"].reshape(3, 3, 20)[1, 0].any()  # wholly masked, not partly
+    # A model trained on ordinary prompts draws segments among the episodes instead.
+    drawn = cut_prompts(
+        SimpleNamespace(**{**vars(config), "prompt_from_trial": False}), EpisodePool(episodes), np.array([1]), seed=0
+    )
+    assert drawn["attention_mask"].all()
 
 
 def test_prompt_from_trial_needs_trials(point_robot_dataset):

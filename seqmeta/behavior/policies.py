@@ -212,7 +212,9 @@ class SearchPolicy(OtherTaskExpert):
         for goal in goals[1:]:
             if np.linalg.norm(goal - kept[-1]) >= plan.spacing:
                 kept.append(goal)
-        self.candidates = np.stack(kept).astype(np.float32)
+        if not np.array_equal(kept[-1], goals[-1]):
+            kept.append(goals[-1])  # both ends of the range are searched
+        self.candidates = np.asarray(plan.waypoints(np.stack(kept)), np.float32)
         self.plan = plan
         self.episode = np.full(num_envs, -1, np.int64)  # episodes started in each env
         self.pointer = np.zeros(num_envs, np.int64)  # the candidate acted for; kept across a trial's episodes

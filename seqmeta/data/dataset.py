@@ -13,6 +13,7 @@ return_to_go, quality. Episodes are contiguous and in order, so an episode is a 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -192,11 +193,42 @@ def write_dataset(
     )
     meta.check(str(out))
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        ds.save_to_disk(str(tmp))
-        atomic_write_json(tmp / META_FILE, meta.to_json())
+        save_dataset_folder(ds, meta, tmp)
         (tmp / "README.md").write_text(render_dataset_card(meta))
     logger.info("wrote %d episodes (%d steps) to %s", meta.num_episodes, meta.num_steps, out)
     return Path(out)
+
+
+def save_dataset_folder(ds: datasets.Dataset, meta: DatasetMeta, folder: Path) -> None:
+    """The steps (``save_to_disk``), then ``seqmeta.json`` with each data file's sha256: a file that
+    changes afterwards (bit rot, a partial copy, an edit) is refused when the dataset is loaded."""
+    ds.save_to_disk(str(folder))
+    meta.checksums = {
+        p.name: _sha256(p)
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file() and p.name != META_FILE and not p.name.startswith(".")  # the folder's marker is not data
+    }
+    atomic_write_json(Path(folder) / META_FILE, meta.to_json())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verify_checksums(path: Path, meta: DatasetMeta) -> None:
+    for name, expected in meta.checksums.items():
+        file = path / name
+        if not file.is_file():
+            raise DatasetFormatError(f"{path}: data file {name} is missing; the copy is incomplete, re-create it")
+        if _sha256(file) != expected:
+            raise DatasetFormatError(
+                f"{path}: data file {name} changed since it was written (its sha256 differs from seqmeta.json): the "
+                "data is damaged or was edited; re-create or re-download the dataset"
+            )
 
 
 def render_dataset_card(meta: DatasetMeta) -> str:
@@ -238,6 +270,8 @@ class TrajectoryDataset:
                 f"{path} is not a complete seqmeta dataset (no {META_FILE} or state.json); create one "
                 f"with `seqmeta collect ... --out {path}` or an importer"
             )
+        meta = DatasetMeta.load(path)
+        _verify_checksums(path, meta)
         try:
             hf = datasets.load_from_disk(str(path))
         except (OSError, pa.ArrowInvalid, ValueError) as e:
@@ -250,7 +284,6 @@ class TrajectoryDataset:
                 f"{path}: missing columns {missing}; a seqmeta dataset has {list(COLUMNS)}. Re-create "
                 f"it with `seqmeta collect` or one of the importers"
             )
-        meta = DatasetMeta.load(path)
         dataset = cls(hf=hf, meta=meta, path=path)
         dataset._check_episodes()
         return dataset

@@ -19,6 +19,7 @@ from typing import Any
 from seqmeta.errors import DatasetFormatError
 
 QUALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # also a Hub config and a folder name
+SHA256 = re.compile(r"[0-9a-f]{64}")
 FORMAT_VERSION = 1
 META_FILE = "seqmeta.json"
 STAT_VECTORS = ("observation_mean", "observation_std", "action_min", "action_max")
@@ -45,6 +46,7 @@ class DatasetMeta:
     collection: dict[str, Any] = field(default_factory=dict)  # {command, seqmeta_version, behavior_sees_task}
     extra_columns: dict[str, dict[str, str]] = field(default_factory=dict)
     task_set_description: str | None = None
+    checksums: dict[str, str] = field(default_factory=dict)  # data file name -> sha256, recorded at write
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -111,6 +113,11 @@ class DatasetMeta:
                 f"{source}: quality level names {unsafe} are not plain names (letters, digits, '_', '-', '.'; no "
                 "path separators): rename them"
             )
+        if not isinstance(self.checksums, dict) or not all(
+            isinstance(k, str) and QUALITY_NAME.fullmatch(k) and isinstance(v, str) and SHA256.fullmatch(v)
+            for k, v in self.checksums.items()
+        ):
+            raise bad("checksums must map plain file names to sha256 hex digests")
         stats = self.stats if isinstance(self.stats, dict) else {}
         widths = {"observation_mean": self.observation_dim, "observation_std": self.observation_dim}
         widths |= {"action_min": self.action_dim, "action_max": self.action_dim}

@@ -174,20 +174,33 @@ class PromptSampler:
         episode = self._order[self._group_start[task_index][:, None] + k]  # (B, J)
         return self._cut(episode)
 
+    def sample_latest(self, task_index: np.ndarray) -> dict[str, np.ndarray]:
+        """Prompts from the latest J of each row's task's pool episodes (in pool order), one segment
+        from each, oldest first; segments of missing episodes (fewer than J) are masked. How a model
+        trained on trials (``sample_trial``) is prompted with demos or its own earlier episodes."""
+        task_index = np.asarray(task_index)
+        count = np.where(task_index < len(self._count), self._count[np.minimum(task_index, len(self._count) - 1)], 0)
+        if (count < 1).any():
+            raise TaskSelectionError(
+                f"tasks {sorted(set(task_index[count < 1].tolist()))} have no episodes to prompt from"
+            )
+        last = self._group_start[task_index] + count - 1  # position in the pool order
+        return self._cut_latest(lambda back: self._order[last[:, None] - back], count)
+
     def sample_trial(self, episode: np.ndarray) -> dict[str, np.ndarray]:
         """Prompts from the earlier episodes of each sample's trial (``episode`` (B,): rows of
-        ``dataset.episodes``; a trial's episodes are contiguous and in order), as ``sample_recent``
-        cuts them; all masked for a trial's first episode, where the behavior knew nothing yet."""
+        ``dataset.episodes``; a trial's episodes are contiguous and in order), the latest J of them,
+        as ``sample_latest`` cuts them; all masked in a trial's first episode, where the behavior
+        knew nothing yet."""
         episode = np.asarray(episode)
-        return self.sample_recent(episode - 1, self._episodes["trial_episode"][episode])
+        return self._cut_latest(lambda back: episode[:, None] - 1 - back, self._episodes["trial_episode"][episode])
 
-    def sample_recent(self, last: np.ndarray, count: np.ndarray) -> dict[str, np.ndarray]:
-        """Prompts from the ``count[i]`` episodes that end at row ``last[i]`` (rows of
-        ``dataset.episodes``), one segment from each of the J most recent, oldest first; the
-        segments of missing episodes (count < J) are masked."""
-        back = self.num_segments - 1 - np.arange(self.num_segments)  # segment j: the episode `back[j]` before last
-        present = back[None, :] < np.asarray(count)[:, None]  # (B, J)
-        batch = self._cut(np.where(present, np.asarray(last)[:, None] - back[None, :], 0))
+    def _cut_latest(self, rows_back, count: np.ndarray) -> dict[str, np.ndarray]:
+        """Segment j from the episode ``rows_back(J - 1 - j)`` (rows of ``dataset.episodes``), masked
+        where that is more than ``count`` episodes back."""
+        back = self.num_segments - 1 - np.arange(self.num_segments)[None, :]  # (1, J)
+        present = back < np.asarray(count)[:, None]  # (B, J)
+        batch = self._cut(np.where(present, rows_back(np.where(present, back, 0)), 0))
         batch["attention_mask"] &= present[:, :, None]
         return batch
 

@@ -84,11 +84,13 @@ class TaskSet:
 class SearchPlan:
     """How the ``search`` behavior looks for a task it cannot see, in a family whose reward is zero
     away from the task's goal (sparse): the expert acts for a sequence of candidate goals, the
-    training tasks' goal features ordered and thinned to ``spacing`` apart, each until
+    training tasks' goal features ordered and thinned to ``spacing`` apart and mapped by ``waypoints``
+    (e.g. pulled in so the path is shorter while its rewards still cover the goals), each until
     ``reached(observations, candidate_goals)`` (a bool per env), until a reward shows the goal."""
 
     spacing: float
     reached: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    waypoints: Callable[[np.ndarray], np.ndarray] = lambda goals: goals
 
 
 @dataclass(frozen=True)
