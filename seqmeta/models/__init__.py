@@ -37,6 +37,14 @@ def load_model(path, **kwargs):
             f"{text}: config.json lacks {missing}, the normalization the weights were trained with; the model "
             "would act on wrongly scaled inputs: use the folder its training run wrote"
         )
+    local = Path(text).expanduser()
+    if local.is_dir() and not any(local.glob("*.safetensors")):
+        pickles = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+        raise ConfigError(
+            f"{text} has no safetensors weights{f' (only {pickles}, pickle files that could run code)' if pickles else ''}"
+            ": seqmeta loads model.safetensors only; save the model with save_pretrained"
+        )
+    kwargs.setdefault("use_safetensors", True)  # never unpickle weights
     model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:
