@@ -161,7 +161,9 @@ def cmd_pull(args: argparse.Namespace) -> None:
     from seqmeta.hub import pull_dataset
 
     qualities = [q.strip() for q in args.quality.split(",")] if args.quality else None
-    print(f"dataset saved to {pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision)}")
+    print(
+        f"dataset saved to {pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision, overwrite=args.overwrite)}"
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -287,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the local dataset folder to create")
     p.add_argument("--quality", default=None, help="quality levels (configs) to take, comma-separated (default: all)")
     p.add_argument("--revision", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is a folder seqmeta wrote")
     p.set_defaults(func=cmd_pull)
 
     p = verbs.add_parser("demo", help="the main job: collect, meta-train, evaluate in-context adaptation")

@@ -382,9 +382,15 @@ def _dataset_card(local_card: Path, qualities: list[str]) -> str:
 
 
 def pull_dataset(
-    repo_id: str, out: str | Path, *, qualities: list[str] | None = None, revision: str | None = None
+    repo_id: str,
+    out: str | Path,
+    *,
+    qualities: list[str] | None = None,
+    revision: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Download a pushed seqmeta dataset (all quality levels, or some) into a local dataset folder."""
+    """Download a pushed seqmeta dataset (all quality levels, or some) into a local dataset folder
+    (``overwrite`` replaces one that seqmeta wrote, only once the new one is complete)."""
     import datasets
     from huggingface_hub import hf_hub_download
 
@@ -415,7 +421,7 @@ def pull_dataset(
         counts = np.bincount(np.asarray(ds["task_index"])[starts], minlength=len(meta.tasks))
         for t in meta.tasks:
             t["num_episodes"] = int(counts[t["task_index"]])
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         save_dataset_folder(ds, meta, tmp)
         card = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
         shutil.copy2(card, tmp / "README.md")

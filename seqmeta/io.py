@@ -95,7 +95,9 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     path = Path(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
-            raise FileExistsError(f"{path} already exists; choose another output folder or pass overwrite=True")
+            raise FileExistsError(
+                f"{path} already exists; choose another output folder, or replace it (`--overwrite`, overwrite=True)"
+            )
         if not written_by_seqmeta(path):
             raise FileExistsError(
                 f"{path} exists and is not a folder seqmeta wrote; overwriting replaces only seqmeta's own output: "

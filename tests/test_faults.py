@@ -85,7 +85,9 @@ def uninterrupted(point_robot_dataset, tmp_path_factory):
 
 @pytest.mark.reliability("faults", "right result")
 @pytest.mark.parametrize("phase", TRAIN_PHASES)
-def test_train_killed_in_any_phase_resumes_to_the_uninterrupted_weights(point_robot_dataset, tmp_path, phase, uninterrupted):
+def test_train_killed_in_any_phase_resumes_to_the_uninterrupted_weights(
+    point_robot_dataset, tmp_path, phase, uninterrupted
+):
     out = tmp_path / "run"
     argv = ["train", "--data", str(point_robot_dataset.path), "--output-dir", str(out), *TRAIN_FLAGS]
     killed_in(phase, argv)

@@ -362,3 +362,26 @@ def test_a_full_disk_keeps_the_previous_file_whole(tmp_path, monkeypatch, writer
     with pytest.raises(StorageError, match="no space left on the device"):
         write()
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.reliability("bad options", "right result")
+def test_every_flag_a_message_suggests_exists():
+    """Error messages and help name flags (`--overwrite`, `--resume`, ...): each one is a real flag of a verb."""
+    from pathlib import Path
+
+    import seqmeta
+    from seqmeta.cli import build_parser
+
+    parser = build_parser()
+    flags = {opt for action in parser._actions for opt in action.option_strings}
+    for sub in parser._subparsers._group_actions:
+        for verb in sub.choices.values():
+            flags |= {opt for action in verb._actions for opt in action.option_strings}
+    flags |= {"--help"}
+    source = Path(seqmeta.__file__).parent
+    suggested = set()
+    for path in source.rglob("*.py"):
+        suggested |= {m for m in re.findall(r"`[^`]*?(--[a-z][a-z0-9-]+)", path.read_text())}
+    assert suggested
+    missing = sorted(f for f in suggested - {"--flag"} if f not in flags)  # "--flag": a docstring's placeholder
+    assert not missing, f"messages suggest flags no verb has: {missing}"
