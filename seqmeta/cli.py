@@ -161,9 +161,8 @@ def cmd_pull(args: argparse.Namespace) -> None:
     from seqmeta.hub import pull_dataset
 
     qualities = [q.strip() for q in args.quality.split(",")] if args.quality else None
-    print(
-        f"dataset saved to {pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision, overwrite=args.overwrite)}"
-    )
+    folder = pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision, overwrite=args.overwrite)
+    print(f"dataset saved to {folder}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -39,10 +39,12 @@ def load_model(path, **kwargs):
         )
     local = Path(text).expanduser()
     if local.is_dir() and not any(local.glob("*.safetensors")):
-        pickles = sorted(p.name for p in local.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+        pickle_suffixes = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+        pickles = sorted(p.name for p in local.iterdir() if p.suffix in pickle_suffixes)
+        found = f" (only {pickles}, pickle files that could run code)" if pickles else ""
         raise ConfigError(
-            f"{text} has no safetensors weights{f' (only {pickles}, pickle files that could run code)' if pickles else ''}"
-            ": seqmeta loads model.safetensors only; save the model with save_pretrained"
+            f"{text} has no safetensors weights{found}: seqmeta loads model.safetensors only; save the model with "
+            "save_pretrained"
         )
     kwargs.setdefault("use_safetensors", True)  # never unpickle weights
     model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
