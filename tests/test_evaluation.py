@@ -1,8 +1,10 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import seqmeta
 from seqmeta.cli import main
 from seqmeta.data.collect import collect_dataset
 from seqmeta.errors import ConfigError, TaskSelectionError
@@ -27,12 +29,14 @@ def test_results_follow_the_schema_and_plots_are_written(model, point_robot_data
     assert results["schema"] == SCHEMA and results["family"] == "point-robot"
     assert results["protocol"]["prompt_source"] == "expert" and results["protocol"]["seed"] == 2026
     assert [s["prompt_trajectories"] for s in results["settings"]] == [0, 1, 2]
+    ref = json.loads((Path(seqmeta.__file__).parent / "tasks" / "reference_returns.json").read_text())
+    ref = ref["point-robot"]["default"]
     for setting in results["settings"]:
         assert [p["task"] for p in setting["per_task"]] == [45, 46, 47, 48, 49]
         for p in setting["per_task"]:
             assert len(p["returns"]) == 2 and np.isclose(p["mean"], np.mean(p["returns"]))
-            expected = point_robot_dataset.family.normalized_score(p["mean"], p["task"])
-            assert np.isclose(p["normalized"], expected)
+            low, high = ref["random"][p["task"]], ref["expert"][p["task"]]
+            assert np.isclose(p["normalized"], 100 * (p["mean"] - low) / (high - low))  # 0 random, 100 expert
         assert np.isclose(setting["normalized"], np.mean([p["normalized"] for p in setting["per_task"]]))
     assert results["episodes_total"] == 3 * 5 * 2
     assert results["plots"] == ["adaptation_curve.png", "per_task.png"]
@@ -60,10 +64,38 @@ def test_fixed_seed_gives_the_same_results(model, point_robot_dataset):
     assert a["settings"] == b["settings"] and a["settings"] != c["settings"]
 
 
-def test_own_episodes_become_the_prompt_round_by_round(model, point_robot_dataset):
+def test_own_episodes_become_the_prompt_round_by_round(model, point_robot_dataset, monkeypatch):
+    import seqmeta.evaluation as ev
+
+    rounds, rollout_agent = [], ev.rollout_agent
+
+    def recording(model, env_fns, max_steps, prompts, *args, **kwargs):
+        out = rollout_agent(model, env_fns, max_steps, prompts, *args, **kwargs)
+        rounds.append((prompts, out))
+        return out
+
+    monkeypatch.setattr(ev, "rollout_agent", recording)
     results = evaluate(model, protocol(point_robot_dataset, prompt_source="own", target_return="model"), progress=False)
     assert [s["prompt_trajectories"] for s in results["settings"]] == [0, 1, 2]
-    assert all(np.isfinite(p["mean"]) for s in results["settings"] for p in s["per_task"])
+    assert len(rounds) == 3 and rounds[0][0] is None  # round 0: no prompt
+
+    def steps(out, env):  # {observation: reward the agent got} of one env's episodes in one round
+        rows = np.flatnonzero(np.repeat(out.slot, out.episodes.lengths) == env)
+        return {tuple(out.episodes.observations[i]): out.episodes.rewards[i] for i in rows}
+
+    n_envs, from_latest = len(rounds[0][1].slot), {1: 0, 2: 0}
+    for r in (1, 2):
+        prompts = rounds[r][0]
+        for env in range(n_envs):
+            earlier = {k: v for _, out in rounds[:r] for k, v in steps(out, env).items()}
+            shown = prompts["attention_mask"][env].astype(bool)
+            observations = [tuple(o) for o in prompts["observation"][env][shown]]
+            assert observations and all(o in earlier for o in observations)  # only this env's own steps
+            from_latest[r] += bool(set(observations) & set(steps(rounds[r - 1][1], env)))
+            np.testing.assert_allclose(
+                prompts["reward"][env][shown], [earlier[o] for o in observations]
+            )  # with the rewards it received
+    assert from_latest[1] == n_envs and from_latest[2] > 0  # round 2 draws from round 1 too, not only round 0
 
 
 @pytest.mark.reliability("bad options", "clear error, nothing written")

@@ -125,7 +125,7 @@ def test_save_and_auto_class_loading_are_exact(tmp_path):
     assert torch.equal(model(**hist, prompt=prompt).action_preds, loaded(**hist, prompt=prompt).action_preds)
 
 
-def test_attention_implementations_agree_and_checkpointing_trains():
+def test_attention_implementations_agree():
     hist, prompt = batch()
     model = tiny()
     eager = tiny()
@@ -134,10 +134,27 @@ def test_attention_implementations_agree_and_checkpointing_trains():
     torch.testing.assert_close(
         eager(**hist, prompt=prompt).action_preds, model(**hist, prompt=prompt).action_preds, rtol=1e-5, atol=1e-5
     )
-    model.train()
-    model.activation_checkpointing_enable()
-    model(**hist, prompt=prompt, return_loss=True).loss.backward()
-    assert model.action_head.weight.grad is not None
+
+
+def test_activation_checkpointing_recomputes_the_blocks_and_gives_the_same_gradients():
+    hist, prompt = batch()
+    recomputed, grads = {}, {}
+    for checkpointing in (False, True):
+        model = tiny().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        calls = []
+        for block in model.backbone.h:  # count each block's MLP runs (inside the checkpointed forward)
+            block.mlp.forward = lambda *a, run=block.mlp.forward, seen=calls, **k: seen.append(1) or run(*a, **k)
+        loss = model(**hist, prompt=prompt, return_loss=True).loss
+        in_forward = len(calls)
+        loss.backward()
+        recomputed[checkpointing] = len(calls) - in_forward
+        grads[checkpointing] = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert recomputed == {False: 0, True: len(model.backbone.h)}  # the backward pass runs each block again
+    assert grads[True].keys() == grads[False].keys()
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, rtol=1e-5, atol=1e-6)
 
 
 def test_forward_names_wrong_widths():

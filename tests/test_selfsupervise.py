@@ -56,8 +56,15 @@ def test_explore_feeds_labels_not_true_rewards(pretrained, point_robot_dataset):
         assert episodes.num_episodes == 2 * 2 * 2 and sorted(set(episodes.task_index)) == [0, 1]
         assert sorted(set(episodes.quality)) == ["online-r0", "online-r1"]
         assert found["returns"].shape == (2, 4)
-    np.testing.assert_array_equal(true["episodes"].rewards, true["true_rewards"])
-    assert not np.allclose(predicted["episodes"].rewards, predicted["true_rewards"])
+    # The env's reward, recomputed from each stored step: -|s + clip(a) - goal| (Point-Robot, dense).
+    goals = np.array([p["goal"] for p in point_robot_dataset.family.task_set().params])
+    for found in (predicted, true):
+        episodes = found["episodes"]
+        goal = goals[np.repeat(episodes.task_index, episodes.lengths)]
+        moved = episodes.observations + np.clip(episodes.actions, -0.1, 0.1)
+        np.testing.assert_allclose(found["true_rewards"], -np.linalg.norm(moved - goal, axis=1), atol=1e-5)
+    np.testing.assert_array_equal(true["episodes"].rewards, true["true_rewards"])  # labels=true: the env's
+    assert not np.allclose(predicted["episodes"].rewards, predicted["true_rewards"])  # predicted: the model's
     # Round 0 is unprompted and the labels only enter after the first step: same first actions.
     np.testing.assert_array_equal(predicted["episodes"].actions[0], true["episodes"].actions[0])
 

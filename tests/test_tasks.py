@@ -41,8 +41,11 @@ def test_same_seed_same_trajectory(name):
 
 def test_splits_match_the_papers():
     vel = seqmeta.get_family("cheetah-vel").task_set("prompt-dt")
-    np.testing.assert_allclose([p["goal_velocity"] for p in vel.params], np.linspace(0.075, 3.0, 40), atol=1e-6)
+    # MACAW's config: 40 velocities 0.075 apart from 0.075 to 3.0, held out {2, 7, 15, 23, 26}.
     assert vel.test_indices == (2, 7, 15, 23, 26)
+    held_out = [vel.params[i]["goal_velocity"] for i in vel.test_indices]
+    np.testing.assert_allclose(held_out, [0.225, 0.6, 1.2, 1.8, 2.025], atol=1e-6)
+    np.testing.assert_allclose(np.diff([p["goal_velocity"] for p in vel.params]), 0.075, atol=1e-6)
     assert len(vel.train_indices) == 35 and not set(vel.train_indices) & set(vel.test_indices)
     ant = seqmeta.get_family("ant-dir").task_set()
     assert len(ant) == 50 and ant.test_indices == (6, 17, 23, 30, 41)
@@ -51,8 +54,10 @@ def test_splits_match_the_papers():
     assert cheetah_dir.train_indices == cheetah_dir.test_indices == (0, 1)
     sparse = seqmeta.get_family("point-robot-sparse").task_set()
     goals = np.array([p["goal"] for p in sparse.params])
+    # PEARL's sparse point robot: goals at angles linspace(0, pi, n) on the unit circle (here shuffled).
+    angles = np.sort(np.arctan2(goals[:, 1], goals[:, 0]))
+    np.testing.assert_allclose(angles, np.linspace(0, np.pi, 50), atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(goals, axis=1), 1.0, atol=1e-5)
-    assert (goals[:, 1] >= -1e-9).all()
 
 
 def _rollout(env, actions, seed=0):
