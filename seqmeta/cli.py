@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -123,7 +124,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     from seqmeta.configs import load_config, overrides_from_args
 
     config = load_config(args.config_class, args.config, overrides_from_args(args, args.config_class))
-    print(f"model saved to {args.run(config, resume=args.resume)}")
+    saved = args.run(config, resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":  # under DDP every process gets here; one says it
+        print(f"model saved to {saved}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -305,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     if not args.verbose:  # accelerate reports every file it saves at INFO; transformers bars every load
         logging.getLogger("accelerate").setLevel(logging.WARNING)
+        for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):  # one INFO line per HTTP request
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries; a failure is ours to report
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()

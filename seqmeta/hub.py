@@ -410,7 +410,10 @@ def pull_dataset(
     except HubError:
         raise
     except Exception as e:
-        raise HubError(f"downloading {repo_id} failed: {type(e).__name__}: {e}") from e
+        raise HubError(
+            f"downloading {repo_id} failed: {type(e).__name__}: {e}; {out} is unchanged: check the "
+            "connection and run the same command again (files already downloaded are reused)"
+        ) from e
     ds = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     ds = ds.sort("episode_index")  # qualities interleave in episode order in the original
     if qualities:  # a subset: its counts, not the whole repository's

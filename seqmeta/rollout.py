@@ -39,9 +39,15 @@ EnvFactory = Callable[[], gym.Env]
 
 
 class Policy(Protocol):
+    """``act`` returns the (N, act_dim) actions to take, or a pair ``(taken, recorded)`` when the episodes
+    should store other actions than the ones the envs were stepped with (a behavior that perturbs its own
+    actions and records the ones it meant, as in DART)."""
+
     def start_episodes(self, slots: np.ndarray, observations: np.ndarray) -> None: ...
 
-    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray: ...
+    def act(
+        self, observations: np.ndarray, rewards: np.ndarray | None
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -169,7 +175,8 @@ def _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, p
     bar = tqdm(total=total, desc=label, unit="ep", disable=not progress, leave=False)
     while (count < quota).any():
         active = count < quota
-        action = np.asarray(policy.act(obs, feedback))
+        acted = policy.act(obs, feedback)
+        action, recorded = (np.asarray(a) for a in (acted if isinstance(acted, tuple) else (acted, acted)))
         next_obs, env_reward, terminated, truncated, info = venv.step(action)
         env_reward = np.asarray(env_reward, np.float64)
         fed = env_reward if reward_fn is None else np.asarray(reward_fn(obs, action), np.float64)
@@ -181,7 +188,7 @@ def _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, p
                 f"an episode ran past max_steps={max_steps} without the env ending it; with several episodes "
                 "per env the env must end its episodes: wrap it in gymnasium.wrappers.TimeLimit"
             )
-        trace.add(obs, action, fed, env_reward, terminated, truncated | cut, _step_info(info, ended), active)
+        trace.add(obs, recorded, fed, env_reward, terminated, truncated | cut, _step_info(info, ended), active)
         if frames is not None:
             frames(int(step_in_episode.max()), venv)
         if ended.any():

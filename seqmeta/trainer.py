@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -343,6 +344,19 @@ def _mixed_precision(choice: str) -> str:
     return choice
 
 
+def _check_launch(accelerator) -> None:
+    """Several processes launched, but each trains alone (a GPU launch config on a machine without the GPUs):
+    they would race on one output folder and train apart. Refused before anything is written."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and accelerator.num_processes == 1:
+        raise ConfigError(
+            f"{launched} processes were launched but each trains alone: the launch config asks for GPUs this "
+            f"machine does not have ({torch.cuda.device_count()} here). On CPUs run "
+            f"`ACCELERATE_USE_CPU=1 torchrun --nproc_per_node {launched} -m seqmeta train ...` (DDP over gloo); "
+            "on GPUs set num_processes in the launch config to the number of GPUs"
+        )
+
+
 # ---- the loop -----------------------------------------------------------------------------------
 
 
@@ -381,6 +395,7 @@ def fit(
             total_limit=2,
         ),
     )
+    _check_launch(accelerator)
     saved = _complete_checkpoints(run_dir / "checkpoints", config_name) if resume else []
     if resume and (run_dir / config_name).exists():
         _check_resumable(config, run_dir / config_name)

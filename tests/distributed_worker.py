@@ -4,8 +4,11 @@ final weights to OUT/rank<r>-<steps>[resume].json.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 \
         tests/distributed_worker.py DATA OUT [STEPS [resume]]
+
+``SEQMETA_WORKER_OPTIONS`` (JSON) overrides TrainConfig fields, e.g. ``{"use_prompt": false}``.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -52,6 +55,7 @@ def main(data: str, out: str, steps: str = "6", resume: str = "") -> None:
         eval_every=0,  # validation batches are the same on every rank; record training batches only
         report_to="none",
     )
+    config = dataclasses.replace(config, **json.loads(os.environ.get("SEQMETA_WORKER_OPTIONS", "{}")))
     trainer.train(config, resume=resume == "resume")
 
 

@@ -23,10 +23,12 @@ plain 404, requests it cannot parse a 400; both are listed in ``server.unhandled
 ``(method, path, route, status)``.
 
 Fault injection: ``server.fail_next("commit")`` makes the next commit request fail with a TCP reset (the client
-raises ``httpx2.ReadError``), ``server.fail_next("lfs_upload", error=403)`` answers the next LFS PUT with HTTP 403.
-Route names are the keys of ``ROUTES``; a failed request changes nothing. huggingface_hub retries 5xx answers and
-network errors itself on preupload, the LFS batch and PUT and the listings (5 retries, 1+2+4+8+8 s apart), not on
-the commit nor on 4xx answers: inject on ``commit``, or a 4xx on ``lfs_upload``, to make a push fail at once.
+raises ``httpx2.ReadError``), ``server.fail_next("lfs_upload", error=403)`` answers the next LFS PUT with HTTP 403,
+``server.fail_next("resolve", error="truncate")`` sends the next file download's headers and half its body, then
+drops the connection (a download cut mid-way; HEAD requests do not take this fault). Route names are the keys of
+``ROUTES``; a failed request changes nothing. huggingface_hub retries 5xx answers and network errors itself on
+preupload, the LFS batch and PUT and the listings (5 retries, 1+2+4+8+8 s apart), not on the commit nor on 4xx
+answers: inject on ``commit``, or a 4xx on ``lfs_upload``, to make a push fail at once.
 """
 
 from __future__ import annotations
@@ -229,11 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
                 break
         self.route, self.body, self.query = route, self._read_body(), parse_qs(url.query)
         hub = self.server.hub
-        fault = hub._take_fault(route)
+        fault = hub._take_fault(route, self.command)
         if fault == "reset":
             return self._reset()
+        self.truncate = fault == "truncate"
         try:
-            if fault is not None:
+            if fault not in (None, "truncate"):
                 raise HubError(int(fault), None, f"injected fault ({route})")
             if route is None:
                 print(f"hub_server: unhandled {self.command} {self.path}", file=sys.stderr)
@@ -270,6 +273,13 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in {"Content-Length": str(len(data)), **headers}.items():
             self.send_header(key, value)
         self.end_headers()
+        if self.command != "HEAD" and getattr(self, "truncate", False):  # half the body, then the line drops
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.server.hub.requests.append((self.command, self.path, self.route, "truncated"))
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
         if self.command != "HEAD":
             self.wfile.write(data)
         self.server.hub.requests.append((self.command, self.path, self.route, status))
@@ -463,16 +473,19 @@ class HubServer:
 
     def fail_next(self, route: str, times: int = 1, error: str | int = "reset") -> None:
         """Make the next ``times`` requests to ``route`` (a key of ``ROUTES``) fail: ``error="reset"`` drops the
-        connection with a TCP reset, an int answers that HTTP status. A failed request changes nothing."""
+        connection with a TCP reset, an int answers that HTTP status, ``"truncate"`` (GET only) sends half the
+        body and drops the connection. A failed request changes nothing."""
         if route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; one of {sorted(ROUTES)}")
         with self._fault_lock:
             self._faults.setdefault(route, []).extend([error] * times)
 
-    def _take_fault(self, route: str | None) -> str | int | None:
+    def _take_fault(self, route: str | None, method: str) -> str | int | None:
         with self._fault_lock:
             pending = self._faults.get(route)
-            return pending.pop(0) if pending else None
+            if not pending or (pending[0] == "truncate" and method != "GET"):
+                return None
+            return pending.pop(0)
 
     # -- for assertions in tests -----------------------------------------------------------------------------
     def files(self, repo_id: str, repo_type: str = "model", revision: str = "main") -> dict[str, bytes]:

@@ -188,6 +188,31 @@ def test_dataset_round_trip_by_quality_config(point_robot_dataset, hub_server, h
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.reliability("faults", "right result")
+def test_download_cut_mid_way_resumes_or_fails_cleanly(point_robot_dataset, hub_server, hub_env, tmp_path):
+    repo = "tester/cut"
+    seqmeta_cli("push", "--dataset", str(point_robot_dataset.path), "--repo-id", repo, env=hub_env)
+    # One download cut in half: the client picks it up again and the pulled data is whole (checksums checked).
+    hub_server.fail_next("resolve", times=1, error="truncate")
+    seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "once"), env=hub_env)
+    assert any(r[3] == "truncated" for r in hub_server.requests)
+    np.testing.assert_array_equal(
+        load_trajectories(tmp_path / "once").column("observation"), point_robot_dataset.column("observation")
+    )
+    # Every download cut: one line, exit 2, and the folder it was to replace (--overwrite) stays whole.
+    kept, before = folder_digest(tmp_path / "once"), sorted(p.name for p in tmp_path.iterdir())
+    hub_server.fail_next("resolve", times=100, error="truncate")
+    env = dict(hub_env, HF_HOME=str(tmp_path / "empty-cache"))  # nothing cached to fall back on
+    cut = seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "once"), "--overwrite", env=env, check=False)
+    hub_server._faults.clear()
+    assert cut.returncode == 2 and len(cut.stderr.strip().splitlines()) == 1, cut.stderr
+    assert "downloading tester/cut failed" in cut.stderr and "run the same command again" in cut.stderr
+    assert folder_digest(tmp_path / "once") == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "empty-cache"])  # no half folder left
+    seqmeta_cli("pull", "--dataset", repo, "--out", str(tmp_path / "again"), env=env)  # the line is back
+    assert folder_digest(tmp_path / "again") == kept
+
+
 @pytest.mark.hub
 def test_real_hub_round_trip(model_dir, tmp_path):
     """Against huggingface.co: a private repository, pushed, loaded, deleted. Needs HF_TOKEN and network.

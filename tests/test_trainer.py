@@ -85,25 +85,99 @@ def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point
     assert steps == list(range(20, 161, 20))  # steps logged after the last checkpoint were dropped, then redone
 
 
-def test_two_processes_hold_identical_weights_see_different_data_and_resume(point_robot_dataset, tmp_path):
-    def launch(out, *args):
-        env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-        cmd += [str(REPO / "tests" / "distributed_worker.py"), str(point_robot_dataset.path), str(out), *args]
-        subprocess.run(cmd, env=env, check=True, timeout=300, capture_output=True)
-        return [json.loads((out / f"rank{r}-{''.join(args) or '6'}.json").read_text()) for r in (0, 1)]
+def launch_two(data, out, *args, options=None):
+    """tests/distributed_worker.py on 2 CPU processes (gloo); each rank's record of batches and final weights."""
+    env = os.environ | {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    env["SEQMETA_WORKER_OPTIONS"] = json.dumps(options or {})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += [str(REPO / "tests" / "distributed_worker.py"), str(data.path), str(out), *args]
+    done = subprocess.run(cmd, env=env, timeout=300, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads((out / f"rank{r}-{''.join(args) or '6'}.json").read_text()) for r in (0, 1)]
 
-    ranks = launch(tmp_path / "a")
+
+def test_two_processes_hold_identical_weights_see_different_data_and_resume(point_robot_dataset, tmp_path):
+    ranks = launch_two(point_robot_dataset, tmp_path / "a")
     assert ranks[0]["world_size"] == ranks[1]["world_size"] == 2
     assert ranks[0]["weights"] == ranks[1]["weights"]
     assert len(ranks[0]["batches"]) == 6 and not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
     assert AutoModel.from_pretrained(tmp_path / "a" / "run" / "model").config.family == "point-robot"
     # 3 steps, then resumed to 6: each rank goes on with its own data stream and ends where run a did.
-    launch(tmp_path / "b", "3")
-    resumed = launch(tmp_path / "b", "6", "resume")
+    launch_two(point_robot_dataset, tmp_path / "b", "3")
+    resumed = launch_two(point_robot_dataset, tmp_path / "b", "6", "resume")
     for r in (0, 1):
         assert resumed[r]["batches"] == ranks[r]["batches"][3:]
         assert resumed[r]["weights"] == ranks[r]["weights"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"use_prompt": False}, {"mixed_precision": "bf16"}, {"prompt_dropout": 1.0}],
+    ids=["no-prompt", "bf16", "prompts-all-dropped"],
+)
+def test_data_parallel_training_variants_keep_the_ranks_identical(point_robot_dataset, tmp_path, options):
+    """Models and settings where some parameters get no gradient in a step (no prompt; every prompt hidden)
+    or the forward runs in bf16 autocast: DDP neither hangs nor lets the ranks drift apart."""
+    ranks = launch_two(point_robot_dataset, tmp_path / "run", options=options)
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    config = AutoModel.from_pretrained(tmp_path / "run" / "run" / "model").config
+    assert config.use_prompt == options.get("use_prompt", True)
+
+
+@pytest.mark.reliability("bad options", "clear error, nothing written")
+@pytest.mark.skipif(torch.cuda.device_count() >= 2, reason="the GPU launch configs run here")
+def test_gpu_launch_configs_on_a_machine_without_the_gpus_are_refused_and_the_cpu_command_runs(
+    point_robot_dataset, tmp_path
+):
+    """The shipped launch configs ask for 2 GPUs; without them accelerate starts 2 processes that each train
+    alone (racing on one folder). seqmeta refuses that and names the CPU command, which trains with DDP."""
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    args = ["-m", "seqmeta", "train", "--data", str(point_robot_dataset.path), "--max-steps", "4"]
+    args += ["--batch-size", "8", "--hidden-size", "16", "--num-layers", "1", "--report-to", "none"]
+    for config in ("ddp.yaml", "fsdp.yaml"):
+        launch = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(REPO / "training" / "accelerate" / config),
+        ]
+        out = tmp_path / config
+        done = subprocess.run(
+            [*launch, *args, "--output-dir", str(out)], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode != 0 and not out.exists()
+        assert "each trains alone" in done.stderr and "ACCELERATE_USE_CPU=1 torchrun" in done.stderr
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    done = subprocess.run(
+        [*torchrun, *args, "--output-dir", str(tmp_path / "cpu"), "--log-every", "2"],
+        env=env | {"ACCELERATE_USE_CPU": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("model saved to") == 1  # said once, by rank 0
+    logged = [e for e in read_log(tmp_path / "cpu" / "train_log.jsonl") if "loss" in e]
+    assert [e["step"] for e in logged] == [2, 4] and all(e["samples_per_s"] > 0 for e in logged)
+
+
+@pytest.mark.gpu
+def test_fsdp_launch_config_trains_in_bf16_and_resumes_on_gpus(point_robot_dataset, tmp_path):
+    """The shipped FSDP2 config (bf16) on every GPU of the machine: trains, saves a loadable model, resumes.
+    accelerate runs FSDP on GPUs only; on CPUs the DDP variants above cover bf16 and the unused parameters."""
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    launch += [str(REPO / "training" / "accelerate" / "fsdp.yaml"), "--num_processes", str(torch.cuda.device_count())]
+    args = ["-m", "seqmeta", "train", "--data", str(point_robot_dataset.path), "--output-dir", str(tmp_path / "f")]
+    args += ["--batch-size", "8", "--hidden-size", "32", "--num-layers", "2", "--report-to", "none"]
+    args += ["--checkpoint-every", "2", "--mixed-precision", "bf16"]
+    for steps, extra in (("4", []), ("6", ["--resume"])):
+        done = subprocess.run(
+            [*launch, *args, "--max-steps", steps, *extra], capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert AutoModel.from_pretrained(tmp_path / "f" / "model").config.family == "point-robot"
+    assert [e["step"] for e in read_log(tmp_path / "f" / "train_log.jsonl") if "loss" in e][-1] == 6
 
 
 def test_training_logs_losses_validation_and_rollouts_on_held_out_tasks(point_robot_dataset, tmp_path):

@@ -38,6 +38,24 @@ def test_search_trials_are_numbered_and_end_as_the_expert_once_found():
     assert means[0] < means[1] < means[2] and means[3] > means[2] - 0.5
 
 
+def test_search_moves_with_noise_but_stores_the_actions_it_meant():
+    """DART: the envs are stepped with noisy actions (varied trials); the data keeps the plan's clean actions,
+    so a model imitating it moves as fast and as straight as the plan."""
+    from seqmeta.behavior.policies import SearchPolicy
+
+    family = get_family("point-robot-sparse")
+    search = collect_episodes(family, "search", [family.task_set().params[0]], 8, progress=False)
+    first = SearchPolicy(family.make_env(family.task_set().params[0]).action_space, 1, None, family).candidates[0]
+    obs, actions = search.observations, search.actions
+    for start, n in zip(search.starts, search.lengths, strict=True):
+        steps = slice(int(start), int(start + n - 1))
+        moved = obs[start + 1 : start + n] - obs[steps]  # what the env did: the noisy actions
+        if search.trial_episode[search.starts.tolist().index(start)] == 0:  # heading for the first candidate
+            np.testing.assert_allclose(actions[start], np.clip(first - obs[start], -0.1, 0.1), atol=1e-6)
+        assert np.abs(actions[steps]).max() <= 0.1 + 1e-7
+    assert not np.allclose(moved, actions[steps], atol=1e-4)  # the noise was there, and not recorded
+
+
 def test_behaviors_without_memory_have_no_trials():
     family = get_family("point-robot-sparse")
     episodes = collect_episodes(family, "expert", list(family.task_set().params)[:3], 5, progress=False)

@@ -49,6 +49,9 @@ class BehaviorPolicy:
 
     quality: str
     trial_episodes = 1  # episodes in one env that share the policy's memory (1: none)
+    # The actions the last ``act`` meant before its own perturbation, if the data should store those
+    # (DART: perturbed states, clean labels); None: the data stores the actions taken.
+    meant: np.ndarray | None = None
 
     def __init__(self, action_space: gym.spaces.Box, num_envs: int):
         self.low, self.high = action_space.low, action_space.high
@@ -237,7 +240,10 @@ class SearchPolicy(OtherTaskExpert):
         searching = ~self.found[:n]
         action = self.expert.act(obs, np.where(searching[:, None], candidate, goals).astype(np.float32), rng)
         self.pointer[:n] += searching & self.plan.reached(obs, candidate)
-        # Zero-mean noise, its scale drawn per episode, varies the trials (where rewards show up) around the plan.
+        # Zero-mean noise, its scale drawn per episode, varies the trials (where rewards show up) around the plan;
+        # the data stores the plan's own actions (`meant`): imitating the noisy ones, clipped at the action
+        # bounds, would teach a slower search than the plan's.
+        self.meant = np.clip(action, self.low, self.high).astype(np.float32)
         noise = self.noise[:n, None] * 0.5 * (self.high - self.low) * rng.standard_normal(action.shape)
         return np.clip(action + noise, self.low, self.high).astype(np.float32)
 
@@ -246,7 +252,7 @@ class SearchPolicy(OtherTaskExpert):
             f"search: {self.expert.describe()}, acting for {len(self.candidates)} candidate goals "
             f"{self.plan.spacing} apart, each until reached, until a reward shows the goal; trials of "
             f"{self.trial_episodes} episodes that resume the search; action noise std ~ U[0, {SEARCH_NOISE}] x half "
-            "the action range per episode"
+            "the action range per episode, the actions without noise recorded"
         )
 
 

@@ -24,10 +24,11 @@ class BehaviorActor:
     def start_episodes(self, slots: np.ndarray, observations: np.ndarray) -> None:
         self.policy.start_episodes(slots, self.rng)
 
-    def act(self, observations: np.ndarray, rewards: np.ndarray | None) -> np.ndarray:
+    def act(self, observations: np.ndarray, rewards: np.ndarray | None):
         if rewards is not None:
             self.policy.observe(rewards)
-        return self.policy.act(observations, self.goals, self.rng)
+        taken = self.policy.act(observations, self.goals, self.rng)
+        return taken if self.policy.meant is None else (taken, self.policy.meant)
 
 
 def collect_episodes(

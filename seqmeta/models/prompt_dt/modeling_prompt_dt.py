@@ -118,6 +118,8 @@ class PromptDTModel(PromptDTPreTrainedModel):
         # Tokens arrive as inputs_embeds: the word embedding is never used (frozen, so DDP does not wait
         # for its gradient); the position embedding sees only position 0, a learned constant.
         self.backbone.wte.requires_grad_(False)
+        if not config.use_prompt:  # never used: frozen too, or DDP waits for its gradient
+            self.embed_prompt_step.requires_grad_(False)
         self.action_head = nn.Linear(h, config.act_dim)
         self.reward_head = nn.Linear(h, 1)
         self.value_head = nn.Linear(h, 1)
