@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import seqmeta
 from seqmeta.errors import ConfigError, SeqmetaError
 
 logger = logging.getLogger("seqmeta")
@@ -190,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     parser.add_argument("--debug", action="store_true", help="on an error, show the full Python traceback")
+    parser.add_argument("--version", action="version", version=f"seqmeta {seqmeta.__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = verbs.add_parser("families", help="list task families, task sets, splits and behavior levels")

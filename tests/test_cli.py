@@ -4,6 +4,7 @@ import sys
 import datasets
 import h5py
 import numpy as np
+import pytest
 
 import seqmeta
 from seqmeta.cli import main
@@ -13,6 +14,12 @@ def test_help_lists_the_verbs():
     out = subprocess.run([sys.executable, "-m", "seqmeta", "--help"], capture_output=True, text=True, check=True)
     for verb in ("families", "collect", "import-hdf5", "import-minari", "info", "train", "finetune", "eval", "demo"):
         assert verb in out.stdout
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"seqmeta {seqmeta.__version__}"
 
 
 def test_collect_then_info(tmp_path, capsys):

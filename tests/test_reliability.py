@@ -167,6 +167,15 @@ def _edited_model(tiny_trained_model, tmp_path, edit):
         (lambda c: c.pop("state_mean"), "lacks \\['state_mean'\\]"),
         (lambda c: c.update(num_layers=c["num_layers"] + 1), "weights do not match config.json"),
         (lambda c: c.update(model_type="gpt2"), "not a seqmeta model"),
+        (lambda c: c.update(hidden_size=2 * c["hidden_size"]), "tensors of other sizes"),
+        (lambda c: c.update(state_std=[0.0] * len(c["state_std"])), "state_std must be positive"),
+        (lambda c: c.update(state_std=[-1.0] * len(c["state_std"])), "state_std must be positive"),
+        (lambda c: c.update(state_mean=[float("nan")] * len(c["state_mean"])), "state_mean holds NaN"),
+        (lambda c: c.update(action_low=c["action_high"], action_high=c["action_low"]), "must be below action_high"),
+        (lambda c: c.update(return_scale=0.0), "return_scale must be positive"),
+        (lambda c: c.update(context_length=0), "context_length is 0"),
+        (lambda c: c.update(num_heads=3), "not divisible by num_heads 3"),
+        (lambda c: c.update(state_dim=c["state_dim"] + 1), "state_mean has 2 entries; the config says 3"),
     ],
 )
 @pytest.mark.reliability("bad models", "clear error, nothing written")
@@ -381,7 +390,8 @@ def test_every_flag_a_message_suggests_exists():
     source = Path(seqmeta.__file__).parent
     suggested = set()
     for path in source.rglob("*.py"):
-        suggested |= {m for m in re.findall(r"`[^`]*?(--[a-z][a-z0-9-]+)", path.read_text())}
+        suggested |= {m for m in re.findall(r"`[^`]*?(--[a-z][a-z0-9_-]+)", path.read_text())}
     assert suggested
-    missing = sorted(f for f in suggested - {"--flag"} if f not in flags)  # "--flag": a docstring's placeholder
+    others = {"--flag", "--nproc_per_node"}  # a docstring's placeholder; torchrun's own flag
+    missing = sorted(f for f in suggested - others if f not in flags)
     assert not missing, f"messages suggest flags no verb has: {missing}"

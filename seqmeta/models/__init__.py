@@ -37,6 +37,13 @@ def load_model(path, **kwargs):
             f"{text}: config.json lacks {missing}, the normalization the weights were trained with; the model "
             "would act on wrongly scaled inputs: use the folder its training run wrote"
         )
+    if hasattr(config, "check_shapes"):
+        try:
+            config.check_shapes()
+        except ValueError as e:
+            raise ConfigError(
+                f"{text}: config.json is not usable ({e}): use the config.json its training run wrote"
+            ) from None
     local = Path(text).expanduser()
     if local.is_dir() and not any(local.glob("*.safetensors")):
         pickle_suffixes = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -46,6 +53,8 @@ def load_model(path, **kwargs):
             f"{text} has no safetensors weights{found}: seqmeta loads model.safetensors only; save the model with "
             "save_pretrained"
         )
+    if local.is_dir():
+        _check_weight_shapes(text, local, config)
     kwargs.setdefault("use_safetensors", True)  # never unpickle weights
     model, info = AutoModel.from_pretrained(text, config=config, output_loading_info=True, **kwargs)
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
@@ -56,6 +65,28 @@ def load_model(path, **kwargs):
             "weights and config.json its training run wrote together"
         )
     return model
+
+
+def _check_weight_shapes(text: str, folder: Path, config) -> None:
+    """The safetensors tensors against the shapes ``config`` builds (read from the file headers, before loading)."""
+    import torch
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        expected = {k: list(v.shape) for k, v in AutoModel.from_config(config).state_dict().items()}
+    wrong = []
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            wrong += [
+                f"{k} {f.get_slice(k).get_shape()} (config: {expected[k]})"
+                for k in f.keys()  # noqa: SIM118 (a safetensors file, not a dict)
+                if k in expected and list(f.get_slice(k).get_shape()) != expected[k]
+            ]
+    if wrong:
+        raise ConfigError(
+            f"{text}: the weights do not match config.json ({len(wrong)} tensors of other sizes, e.g. {wrong[0]}): "
+            "use the weights and config.json its training run wrote together"
+        )
 
 
 def load_model_config(path, **kwargs):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from transformers import GPT2Config, PreTrainedConfig
 
 from seqmeta.errors import ConfigError
+
+NORMALIZATION_VALUES = ("state_mean", "state_std", "action_low", "action_high", "return_scale", "reward_scale")
 
 
 class PromptDTConfig(PreTrainedConfig):
@@ -106,8 +109,25 @@ class PromptDTConfig(PreTrainedConfig):
         ):
             if len(getattr(self, name)) != width:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries; the config says {width}")
+        for name in ("state_dim", "act_dim", "hidden_size", "num_layers", "num_heads", "context_length"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} is {getattr(self, name)}; it must be at least 1")
+        for name in ("prompt_length", "num_prompt_segments", "max_timestep"):
+            if self.use_prompt and int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} is {getattr(self, name)}; a prompted model needs at least 1")
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        values = {name: np.asarray(getattr(self, name), np.float64) for name in NORMALIZATION_VALUES}
+        for name, value in values.items():
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} holds NaN or inf: {getattr(self, name)}")
+        for name in ("state_std", "return_scale", "reward_scale"):
+            if (values[name] <= 0).any():
+                raise ValueError(f"{name} must be positive (it divides the inputs), got {getattr(self, name)}")
+        if (values["action_low"] >= values["action_high"]).any():
+            raise ValueError(
+                f"action_low {self.action_low} must be below action_high {self.action_high} in every dimension"
+            )
 
     def make_backbone_config(self) -> GPT2Config:
         """The stock GPT-2 that runs the token sequence."""
