@@ -51,9 +51,33 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from seqmeta.data.collect import collect_dataset
 
     task_set = _task_params_file(args.task_params) if args.task_params else args.task_set
+    qualities = [q.strip() for q in args.quality.split(",")]
+    corrected = [q for q in qualities if q.endswith("-corrections")]
+    if corrected and not args.acting_model:
+        raise ConfigError(f"{corrected[0]} is a model's own trials: name the model with --acting-model DIR")
+    if args.acting_model and not corrected:
+        raise ConfigError("--acting-model is for a corrections quality, e.g. --quality search,search-corrections")
+    more = None
+    if corrected:
+        from seqmeta.corrections import collect_corrections, describe
+        from seqmeta.models import load_model
+        from seqmeta.tasks import get_family
+
+        model, family = load_model(args.acting_model), get_family(args.family)
+
+        def more(params, indices, seed):
+            out = {}
+            for quality in corrected:
+                episodes = collect_corrections(
+                    model, family, quality, params, args.episodes_per_task, indices, seed + 7, progress=True
+                )
+                teacher = quality.removesuffix("-corrections")
+                out[quality] = (episodes, describe(quality, teacher, args.acting_model))
+            return out
+
     dataset = collect_dataset(
         args.family,
-        args.quality,
+        [q for q in qualities if q not in corrected],
         args.out,
         tasks=args.tasks,
         episodes_per_task=args.episodes_per_task,
@@ -61,6 +85,7 @@ def cmd_collect(args: argparse.Namespace) -> None:
         seed=args.seed,
         overwrite=args.overwrite,
         command=args.command_line,
+        more=more,
     )
     _print_summary(dataset)
 
@@ -214,6 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--episodes-per-task", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--acting-model",
+        default=None,
+        help="a model folder that acts for the <behavior>-corrections qualities, each step labeled by the behavior",
+    )
     p.set_defaults(func=cmd_collect)
 
     p = verbs.add_parser("import-hdf5", help="D4RL-style HDF5 files (one per task) into a dataset")

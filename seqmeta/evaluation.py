@@ -82,6 +82,7 @@ def rollout_agent(
     reward_fn: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     task_index: np.ndarray | None = None,
     quality: str = "rollout",
+    wrap: Callable[[Agent], Any] | None = None,
 ) -> Rollouts:
     """One episode of ``model`` in each env (env i from ``env_fns[i]``, seeded ``seed + i``), all stepped
     together through the rollout engine; ``rollouts.targets`` holds the target returns it aimed for.
@@ -89,11 +90,13 @@ def rollout_agent(
     ``target_returns``: a number, (N,) numbers or a rule of ``seqmeta.Agent`` (``model``, ``demo``).
     With a ``reward_fn`` (``seqmeta.selfsupervise.RewardLabeler.label``) the agent receives, and the
     episodes keep, its labels instead of the environment's rewards (``env_rewards`` keeps those).
+    ``wrap(agent)`` gives the policy that runs instead of the agent (e.g. one that perturbs the agent's
+    actions and records a teacher's, ``seqmeta.corrections``).
     """
     agent = Agent(model, len(env_fns), prompts=prompts, target_returns=target_returns)
     out = run_episodes(
         env_fns,
-        agent,
+        wrap(agent) if wrap else agent,
         max_steps=max_steps,
         seed=seed,
         reward_fn=reward_fn,
@@ -114,13 +117,15 @@ def own_rounds(
     seed: int,
     progress: bool = False,
     make_labeler: Callable[[], Any] | None = None,
+    wrap: Callable[[Agent], Any] | None = None,
 ) -> list[Rollouts]:
     """The own-exploration rounds in N envs; returns each round's rollouts.
 
     Round 0 has no prompt; round r is prompted, env by env, with that env's episodes of rounds < r
     (rewards as the agent received them; a model trained with ``prompt_from_trial`` reads one segment
     from each of the latest J). ``targets(prompts, history)`` gives the round's target
-    returns; ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards.
+    returns; ``make_labeler()`` a fresh ``RewardLabeler`` per round, if the agent must not see rewards;
+    ``wrap`` as in ``rollout_agent``.
     """
     slot = np.arange(len(env_fns))
     history: list[Rollouts] = []
@@ -139,6 +144,7 @@ def own_rounds(
             seed=seed + 7919 * r,
             progress=progress,
             reward_fn=labeler.label if labeler else None,
+            wrap=wrap,
         )
         history.append(out)
     return history

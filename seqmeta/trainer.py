@@ -89,7 +89,9 @@ class TrainConfig(LoopConfig):
     use_prompt: bool = option(True, "condition on a trajectory prompt of the task")
     prompt_quality: str = option("", "cut prompts only from episodes of this quality level, e.g. expert ('': any)")
     segment_quality: str = option(
-        "", "cut history segments (what the model imitates) only from this quality level, e.g. expert ('': any)"
+        "",
+        "cut history segments (what the model imitates) only from these quality levels, e.g. expert or "
+        "search,search-corrections ('': any)",
     )
     use_return: bool = option(True, "condition on the return-to-go")
     return_dropout: float = option(
@@ -539,14 +541,16 @@ def save_model(accelerator, model, config, folder: Path, config_name: str, extra
 
 
 def episodes_of_quality(data, quality: str, option_name: str = "prompt_quality"):
-    """Rows of ``data.episodes`` of one quality level (None: every episode)."""
+    """Rows of ``data.episodes`` of one quality level or a comma list of them (None: every episode)."""
     if not quality:
         return None
-    if quality not in data.meta.qualities:
+    chosen = [q.strip() for q in quality.split(",")]
+    unknown = [q for q in chosen if q not in data.meta.qualities]
+    if unknown:
         raise ConfigError(
-            f"{option_name} {quality!r} is not a quality level of {data.path} ({', '.join(data.meta.qualities)})"
+            f"{option_name} {unknown[0]!r} is not a quality level of {data.path} ({', '.join(data.meta.qualities)})"
         )
-    return np.flatnonzero(data.episodes["quality"] == quality)
+    return np.flatnonzero(np.isin(data.episodes["quality"], chosen))
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:

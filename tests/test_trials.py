@@ -132,3 +132,42 @@ def test_prompt_from_trial_needs_trials(point_robot_dataset):
             prompt_length=5,
             prompt_from_trial=True,
         )
+
+
+def test_corrections_are_the_models_own_trials_labeled_by_the_behavior(search_data, tmp_path, capsys):
+    from seqmeta.behavior.policies import SearchPolicy
+    from seqmeta.cli import main
+    from seqmeta.corrections import collect_corrections
+    from seqmeta.models import PromptDTConfig, PromptDTModel
+
+    family = get_family("point-robot-sparse")
+    config = PromptDTConfig.from_dataset(
+        search_data, hidden_size=16, num_layers=1, prompt_from_trial=True, num_prompt_segments=3, prompt_length=20
+    )
+    model = PromptDTModel(config).eval()
+    params = [family.task_set().params[t] for t in (3, 45)]
+    episodes = collect_corrections(model, family, "search-corrections", params, 8, [3, 45], progress=False)
+    assert episodes.task_index.tolist() == [3] * 8 + [45] * 8
+    assert episodes.trial_episode.tolist() == [0, 1, 2, 3] * 4 and set(episodes.quality) == {"search-corrections"}
+    first = SearchPolicy(family.action_space, 1, None, family).candidates[0]
+    starts = episodes.starts[episodes.trial_episode == 0]
+    obs, actions = episodes.observations, episodes.actions
+    # Each trial starts at the origin knowing nothing: the behavior's label heads for its first candidate.
+    np.testing.assert_allclose(actions[starts], np.clip(first - obs[starts], -0.1, 0.1), atol=1e-6)
+    # The states are the (untrained, noisy) model's own: where it went is not where the labels point.
+    moved = obs[starts + 1] - obs[starts]
+    assert not np.allclose(moved, actions[starts], atol=1e-3)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        collect_corrections(model, family, "search-corrections", params, 6, [3, 45], progress=False)
+    with pytest.raises(ConfigError, match="ends with -corrections"):
+        collect_corrections(model, family, "search", params, 8, [3, 45], progress=False)
+    # Through the CLI: the dataset holds the behavior's data and the corrections, both trials.
+    model.save_pretrained(tmp_path / "m")
+    argv = ["collect", "--family", "point-robot-sparse", "--quality", "search,search-corrections", "--tasks", "3,45"]
+    argv += ["--episodes-per-task", "4", "--out", str(tmp_path / "d")]
+    assert main(argv) == 2 and "--acting-model" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert main([*argv, "--acting-model", str(tmp_path / "m")]) == 0
+    data = load_trajectories(tmp_path / "d")
+    assert set(data.meta.qualities) == {"search", "search-corrections"}
+    behavior = data.meta.qualities["search-corrections"]["behavior"]
+    assert "labeled by search" in behavior and str(tmp_path / "m") in behavior

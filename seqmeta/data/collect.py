@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -119,14 +119,17 @@ def collect_dataset(
     overwrite: bool = False,
     command: str = "",
     progress: bool = True,
+    more: Callable[[list[dict[str, Any]], list[int], int], dict[str, tuple[Episodes, str]]] | None = None,
 ):
     """Roll out each quality level on the selected tasks and write one dataset folder to ``out``.
 
     ``task_set`` names one of the family's task lists, or is a ``TaskSet`` of your own (any task
     parameters, your own train/test split), e.g. ``TaskSet("mine", ({"goal_velocity": 3.4},), (0,), "one
     fast task")``; the dataset's task table then holds exactly those tasks. ``tasks`` is ``"train"``,
-    ``"test"``, ``"all"``, or task indices of that list. Returns the loaded ``TrajectoryDataset``.
-    Nothing is written at ``out`` unless collection completes.
+    ``"test"``, ``"all"``, or task indices of that list. ``more(params, indices, seed)`` gives
+    episodes of further quality levels of the same tasks, ``{quality: (episodes, description)}``
+    (``seqmeta.corrections``: a model's own trials labeled by a behavior). Returns the loaded
+    ``TrajectoryDataset``. Nothing is written at ``out`` unless collection completes.
     """
     from seqmeta.data.dataset import load_trajectories, write_dataset
     from seqmeta.tasks import get_family
@@ -141,6 +144,9 @@ def collect_dataset(
         policy = load_behavior_policy(family, quality, 1)  # validates the quality before any rollout
         behavior[quality] = policy.describe()
         parts.append(collect_episodes(family, quality, params, episodes_per_task, seed + 1000 * k, progress, indices))
+    for quality, (episodes, description) in (more(params, list(indices), seed) if more else {}).items():
+        behavior[quality] = description
+        parts.append(episodes)
     write_dataset(
         Episodes.concatenate(parts),
         family,
