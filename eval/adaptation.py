@@ -17,7 +17,12 @@ into ``eval/results/adaptation.json`` (replacing that family's records of the se
 different seeds can go side by side), the plot
 ``eval/results/<family>_adaptation.png`` (score against round), and prints the table the README shows:
 each setting's mean and std over training seeds (each seed's value averaged over evaluation seeds).
-``--table`` only prints the table from the results file.
+``--table`` only prints the table (and draws the plots again) from the results file.
+
+``--corrections BEHAVIOR`` (e.g. ``search``): after training the prompted model, the offline data is
+collected again with the model's own trials added, each step labeled by that behavior
+(``seqmeta.corrections``, DAgger), and the recipe is trained again on both (``corrected-seed<s>``,
+``segment_quality: BEHAVIOR,BEHAVIOR-corrections``): that model is the one evaluated as the prompted model.
 """
 
 from __future__ import annotations
@@ -35,19 +40,49 @@ ROUNDS = 4
 ORDER = ("demo-1", "no-prompt", "own-round-0", "own-rounds-1-3", "no-prompt-model")
 
 
-def train_seed(recipe: str, data: str, out: Path, seed: int, use_prompt: bool) -> Path:
+def train_seed(recipe: str, data: str, out: Path, seed: int, use_prompt: bool, name: str = "", **extra) -> Path:
     from seqmeta.configs import load_config
     from seqmeta.trainer import TrainConfig, train
 
-    run = out / f"{'prompt' if use_prompt else 'no-prompt'}-seed{seed}"
+    run = out / f"{name or ('prompt' if use_prompt else 'no-prompt')}-seed{seed}"
     if (run / "model" / "config.json").exists():
         return run / "model"
     overrides = {"data": data, "output_dir": str(run), "seed": seed, "use_prompt": use_prompt, "report_to": "none"}
-    config = load_config(TrainConfig, recipe, overrides)
+    config = load_config(TrainConfig, recipe, overrides | extra)
     start = time.perf_counter()
     model = train(config, resume=(run / "checkpoints").exists())
     print(f"  trained {run.name} in {time.perf_counter() - start:.0f} s", flush=True)
     return model
+
+
+def with_corrections(model_dir: Path, data: str, behavior: str, out: Path) -> str:
+    """The offline data collected again (same qualities, episodes per task and seed) with the model's own
+    trials labeled by ``behavior`` added (``<behavior>-corrections``): what the corrected model trains on."""
+    from seqmeta.corrections import collect_corrections, describe
+    from seqmeta.data.collect import collect_dataset
+    from seqmeta.data.dataset import load_trajectories
+    from seqmeta.models import load_model
+
+    folder = out / f"data-{model_dir.parent.name}"
+    if (folder / "seqmeta.json").exists():
+        return str(folder)
+    base = load_trajectories(data)
+    qualities = list(base.meta.qualities)
+    per_task = base.meta.qualities[qualities[0]]["episodes"] // len(base.meta.tasks)
+    model, quality = load_model(str(model_dir)), f"{behavior}-corrections"
+
+    def more(params, indices, seed):
+        episodes = collect_corrections(model, base.family, quality, params, per_task, indices, seed + 7, progress=False)
+        return {quality: (episodes, describe(quality, behavior, str(model_dir)))}
+
+    collected = collect_dataset(
+        base.family, qualities, str(folder), episodes_per_task=per_task, more=more, progress=False
+    )
+    for column in ("observation", "action", "reward"):  # the offline part is the same data, collected again
+        rows = np.isin(np.repeat(collected.episodes["quality"], collected.episodes["length"]), qualities)
+        if not np.array_equal(collected.column(column)[rows], base.column(column)):
+            raise SystemExit(f"collecting {data} again gave other {column}s: was it collected with other options?")
+    return str(folder)
 
 
 def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, prompted: bool, out: Path) -> dict:
@@ -141,7 +176,7 @@ def plot(records: list[dict], family: str, path: Path) -> None:
     ax.set_xlabel("exploration round")
     ax.set_ylabel("normalized score")
     ax.set_xticks(rounds)
-    ax.set_title(f"{family}: held-out tasks, mean ± std over training seeds")
+    ax.set_title(f"{family}: held-out tasks\nmean ± std over training seeds", fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,11 +193,20 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--eval-seeds", default="2026,2027")
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--table", action="store_true", help="only print the table from eval/results/adaptation.json")
+    parser.add_argument(
+        "--corrections",
+        default="",
+        help="a behavior (e.g. search): the prompted model then trains again with its own trials labeled by it",
+    )
+    parser.add_argument(
+        "--table", action="store_true", help="only print the table (and redraw the plots) from the results file"
+    )
     args = parser.parse_args()
     records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     if args.table:
         print_table(records)
+        for family in sorted({r["family"] for r in records}):  # the plots, drawn again from the same records
+            plot(records, family, RESULTS.parent / f"{family}_adaptation.png")
         return
     if not (args.family and args.recipe and args.data and args.out):
         parser.error("--family, --recipe, --data and --out are needed (or --table)")
@@ -171,6 +215,10 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for prompted in (True, False):
             model = train_seed(args.recipe, args.data, out, seed, prompted)
+            if prompted and args.corrections:  # DAgger: the model's own trials, labeled, then train again
+                data = with_corrections(model, args.data, args.corrections, out)
+                segments = f"{args.corrections},{args.corrections}-corrections"
+                model = train_seed(args.recipe, data, out, seed, True, "corrected", segment_quality=segments)
             for eval_seed in [int(s) for s in args.eval_seeds.split(",")]:
                 scores = evaluate_seed(model, args.data, eval_seed, args.episodes, prompted, out / "eval")
                 fresh += [
