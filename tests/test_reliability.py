@@ -62,6 +62,32 @@ def test_bad_options_of_other_verbs(tiny_trained_model, point_robot_dataset, tmp
     assert code == 2 and message in err, err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--family", "point-robot", "--episodes-per-task", "0"], "--episodes-per-task must be at least 1, got 0"),
+        (["--family", "point-robot", "--episodes-per-task", "-3"], "--episodes-per-task must be at least 1"),
+        (["--family", "point-robot", "--seed", "-1"], "--seed must be 0 or more"),
+        (["--family", "point-robot", "--quality", "search"], "point-robot has no search plan"),
+        (["--family", "point-robot-sparse", "--quality", "search-corrections"], "name the model with --acting-model"),
+        (
+            ["--family", "point-robot", "--quality", "expert", "--acting-model", "m"],
+            "--acting-model is for a corrections",
+        ),
+        (
+            ["--family", "point-robot-sparse", "--quality", "search-corrections", "--acting-model", "/no/model"],
+            "no model",
+        ),
+    ],
+)
+@pytest.mark.reliability("bad options", "clear error, nothing written")
+def test_bad_collect_options(tmp_path, capsys, flags, message):
+    assert main(["collect", *flags, "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.reliability("bad options", "clear error, nothing written")
 def test_check_options_on_a_config_built_in_python():
     with pytest.raises(ConfigError, match="return_dropout must be <= 1"):

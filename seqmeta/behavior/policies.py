@@ -289,6 +289,11 @@ def load_actor(path) -> Actor:
 
 def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> BehaviorPolicy:
     """The behavior policy of ``family`` at ``quality``, acting for ``num_envs`` envs."""
+    if quality == "search" and family.search is None and "expert" in available_qualities(family):
+        raise BehaviorPolicyError(
+            f"{family.name} has no search plan (a TaskFamily.search, for sparse-reward families); available: "
+            f"{available_qualities(family)}"
+        )
     if quality not in available_qualities(family):
         raise BehaviorPolicyError(
             f"no {quality!r} behavior policy for {family.name}; available: {available_qualities(family)}. "

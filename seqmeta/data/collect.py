@@ -9,6 +9,7 @@ import numpy as np
 
 from seqmeta.behavior.policies import BehaviorPolicy, load_behavior_policy
 from seqmeta.data.episodes import Episodes
+from seqmeta.errors import ConfigError
 from seqmeta.rollout import run_episodes
 from seqmeta.tasks import TaskFamily, TaskSet
 
@@ -52,7 +53,9 @@ def collect_episodes(
 
     family = get_family(family) if isinstance(family, str) else family
     if episodes_per_task < 1:
-        raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+        raise ConfigError(f"--episodes-per-task must be at least 1, got {episodes_per_task}")
+    if seed < 0:
+        raise ConfigError(f"--seed must be 0 or more, got {seed}")
     params = list(params)
     if not params:
         raise ValueError("no task parameters were given; name at least one task")
