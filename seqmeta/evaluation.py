@@ -174,7 +174,7 @@ def _check(model, data, protocol: EvalProtocol) -> list[int]:
                 f"target_return must be one of {', '.join(TARGET_RULES)} or a number, got {rule!r}"
             ) from None
     source = protocol.prompt_source
-    if source not in ("ood", "own") and source not in meta.qualities:
+    if source not in ("ood", "own") and source not in meta.qualities and settings != [0]:  # [0]: no prompt cut
         raise ConfigError(
             f"prompt_source {source!r} is not a quality level of {data.path} ({', '.join(meta.qualities)}), ood or own"
         )
