@@ -65,7 +65,7 @@ def test_behaviors_without_memory_have_no_trials():
 def test_search_is_offered_only_where_the_family_has_a_plan(tmp_path):
     from seqmeta.errors import BehaviorPolicyError
 
-    with pytest.raises(BehaviorPolicyError, match="no 'search' behavior policy for point-robot"):
+    with pytest.raises(BehaviorPolicyError, match="point-robot has no search plan"):
         collect_dataset("point-robot", "search", str(tmp_path / "d"), episodes_per_task=2, progress=False)
 
 
