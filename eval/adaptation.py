@@ -58,7 +58,7 @@ def train_seed(recipe: str, data: str, out: Path, seed: int, use_prompt: bool, n
 def with_corrections(model_dir: Path, data: str, behavior: str, out: Path) -> str:
     """The offline data collected again (same qualities, episodes per task and seed) with the model's own
     trials labeled by ``behavior`` added (``<behavior>-corrections``): what the corrected model trains on."""
-    from seqmeta.corrections import collect_corrections, describe
+    from seqmeta.corrections import corrections_of
     from seqmeta.data.collect import collect_dataset
     from seqmeta.data.dataset import load_trajectories
     from seqmeta.models import load_model
@@ -69,12 +69,8 @@ def with_corrections(model_dir: Path, data: str, behavior: str, out: Path) -> st
     base = load_trajectories(data)
     qualities = list(base.meta.qualities)
     per_task = base.meta.qualities[qualities[0]]["episodes"] // len(base.meta.tasks)
-    model, quality = load_model(str(model_dir)), f"{behavior}-corrections"
-
-    def more(params, indices, seed):
-        episodes = collect_corrections(model, base.family, quality, params, per_task, indices, seed + 7, progress=False)
-        return {quality: (episodes, describe(quality, behavior, str(model_dir)))}
-
+    model = load_model(str(model_dir))
+    more = corrections_of(model, str(model_dir), base.family, [f"{behavior}-corrections"], per_task, progress=False)
     collected = collect_dataset(
         base.family, qualities, str(folder), episodes_per_task=per_task, more=more, progress=False
     )
@@ -202,6 +198,15 @@ def main() -> None:
         "--table", action="store_true", help="only print the table (and redraw the plots) from the results file"
     )
     args = parser.parse_args()
+    if args.corrections and args.family:  # before any training: a behavior the family offers
+        from seqmeta.behavior.policies import load_behavior_policy
+        from seqmeta.errors import SeqmetaError
+        from seqmeta.tasks import get_family
+
+        try:
+            load_behavior_policy(get_family(args.family), args.corrections, 1)
+        except SeqmetaError as e:
+            parser.error(f"--corrections {args.corrections}: {e}")
     records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
     if args.table:
         print_table(records)

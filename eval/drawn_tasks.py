@@ -27,6 +27,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2026, help="draws the tasks and seeds the episodes")
     args = parser.parse_args()
+    for name in ("tasks", "episodes", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.seed < 0:
+        parser.error(f"--seed must be 0 or more, got {args.seed}")
 
     from seqmeta.data.collect import collect_episodes
     from seqmeta.evaluation import own_rounds

@@ -59,21 +59,12 @@ def cmd_collect(args: argparse.Namespace) -> None:
         raise ConfigError("--acting-model is for a corrections quality, e.g. --quality search,search-corrections")
     more = None
     if corrected:
-        from seqmeta.corrections import collect_corrections, describe
+        from seqmeta.corrections import corrections_of
         from seqmeta.models import load_model
         from seqmeta.tasks import get_family
 
-        model, family = load_model(args.acting_model), get_family(args.family)
-
-        def more(params, indices, seed):
-            out = {}
-            for quality in corrected:
-                episodes = collect_corrections(
-                    model, family, quality, params, args.episodes_per_task, indices, seed + 7, progress=True
-                )
-                teacher = quality.removesuffix("-corrections")
-                out[quality] = (episodes, describe(quality, teacher, args.acting_model))
-            return out
+        model = load_model(args.acting_model)
+        more = corrections_of(model, args.acting_model, get_family(args.family), corrected, args.episodes_per_task)
 
     dataset = collect_dataset(
         args.family,

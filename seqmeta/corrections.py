@@ -56,11 +56,26 @@ class _Corrected:
         return taken.astype(np.float32), np.asarray(label, np.float32)
 
 
-def describe(quality: str, behavior_description: str, model_path: str) -> str:
-    return (
-        f"{quality}: the model {model_path} acting under the own-exploration protocol (action noise std ~ "
-        f"U[0, {NOISE}] x half the action range per episode), every step labeled by {behavior_description}"
-    )
+def corrections_of(
+    model, model_path: str, family: TaskFamily, qualities: Sequence[str], episodes_per_task: int, progress: bool = True
+):
+    """The ``more`` of ``collect_dataset``: for its tasks, ``model``'s corrections for each quality of
+    ``qualities`` (each ``<behavior>-corrections``), with the description the dataset records."""
+
+    def more(params, indices, seed):
+        out = {}
+        for quality in qualities:
+            episodes = collect_corrections(
+                model, family, quality, params, episodes_per_task, indices, seed + 7, progress
+            )
+            out[quality] = (
+                episodes,
+                f"{quality}: the model {model_path} acting under the own-exploration protocol (action noise std ~ "
+                f"U[0, {NOISE}] x half the action range per episode), every step labeled by {quality[: -len(SUFFIX)]}",
+            )
+        return out
+
+    return more
 
 
 def collect_corrections(
@@ -87,6 +102,12 @@ def collect_corrections(
     cfg = model.config
     if cfg.family and cfg.family != family.name:
         raise ConfigError(f"the acting model was trained on {cfg.family}, not {family.name}: use a {family.name} model")
+    widths = (family.observation_space.shape[0], family.action_space.shape[0])
+    if (cfg.state_dim, cfg.act_dim) != widths:
+        raise ConfigError(
+            f"the acting model takes observations of width {cfg.state_dim} and actions of width {cfg.act_dim}; "
+            f"{family.name} has {widths[0]} and {widths[1]}: use a {family.name} model"
+        )
     params, tags = list(params), np.asarray(task_index, np.int64)
     slot_task = np.repeat(np.arange(len(params)), episodes_per_task // rounds)  # one trial per env
     n = len(slot_task)

@@ -161,6 +161,9 @@ def test_corrections_are_the_models_own_trials_labeled_by_the_behavior(search_da
         collect_corrections(model, family, "search-corrections", params, 6, [3, 45], progress=False)
     with pytest.raises(ConfigError, match="ends with -corrections"):
         collect_corrections(model, family, "search", params, 8, [3, 45], progress=False)
+    wide = PromptDTModel(PromptDTConfig(state_dim=3, act_dim=2, hidden_size=16, num_layers=1)).eval()
+    with pytest.raises(ConfigError, match="observations of width 3"):
+        collect_corrections(wide, family, "search-corrections", params, 8, [3, 45], progress=False)
     # Through the CLI: the dataset holds the behavior's data and the corrections, both trials.
     model.save_pretrained(tmp_path / "m")
     argv = ["collect", "--family", "point-robot-sparse", "--quality", "search,search-corrections", "--tasks", "3,45"]
