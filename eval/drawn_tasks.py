@@ -2,13 +2,16 @@
 
     python eval/drawn_tasks.py --family point-robot-sparse --tasks 40 \
         --model runs/adaptation/point-robot-sparse/prompt-seed0/model --model ...
+    python eval/drawn_tasks.py --family point-robot-sparse --tasks 60 --episodes 16 --behavior search
 
 The five held-out tasks of a split are few; a model is also judged on tasks no split holds. This draws
 ``--tasks`` parameter sets with ``family.sample_params`` (seeded), runs the own-exploration protocol in each
 (round 0 without a prompt, round r prompted with the agent's own episodes of rounds < r, ``--episodes`` per
 task; target return: the model's own estimate), and prints, per model, each round's normalized score (0 =
 the random policy, 100 = the shipped expert, both measured on the same drawn tasks in the same run) and the
-mean of rounds 1-3.
+mean of rounds 1-3. ``--behavior search`` scores the search behavior's own trials (round r = its episode r
+in a trial) the same way: what a model imitating its trials can reach; it also prints the worst task's
+mean of rounds 1-3, the goal that waits longest to be found.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", required=True)
-    parser.add_argument("--model", action="append", required=True, help="a model folder (repeatable)")
+    parser.add_argument("--model", action="append", default=[], help="a model folder (repeatable)")
+    parser.add_argument("--behavior", action="append", default=[], help="a behavior with trials, e.g. search")
     parser.add_argument("--tasks", type=int, default=40, help="task parameter sets to draw")
     parser.add_argument("--episodes", type=int, default=1, help="episodes per task and round")
     parser.add_argument("--rounds", type=int, default=4)
@@ -30,6 +34,8 @@ def main() -> None:
     for name in ("tasks", "episodes", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not args.model and not args.behavior:
+        parser.error("name at least one --model or --behavior")
     if args.seed < 0:
         parser.error(f"--seed must be 0 or more, got {args.seed}")
 
@@ -49,6 +55,21 @@ def main() -> None:
 
     low, high = mean_return("random"), mean_return("expert")
     print(f"{args.family}: {args.tasks} drawn tasks (seed {args.seed}), {args.episodes} episode(s) per task and round")
+
+    def report(name: str, per_task: list[np.ndarray]) -> None:
+        normalized = np.stack([100 * (r - low) / (high - low) for r in per_task])  # (rounds, tasks)
+        rounds = " / ".join(f"{s:.1f}" for s in normalized.mean(1))
+        worst = normalized[1:4].mean(0).min()
+        mean = normalized[1:4].mean()
+        print(f"  {name}: rounds 0..{len(per_task) - 1} {rounds}; rounds 1-3 {mean:.1f} (worst task {worst:.1f})")
+
+    for quality in args.behavior:
+        trials = collect_episodes(family, quality, params * args.episodes, args.rounds, args.seed, progress=False)
+        if not trials.trial_episode.any():
+            parser.error(f"--behavior {quality} has no trials (episodes that remember earlier ones): use search")
+        task, returns = trials.task_index % args.tasks, trials.episode_returns
+        rounds = [trials.trial_episode == r for r in range(args.rounds)]
+        report(quality, [np.bincount(task[r], returns[r], minlength=args.tasks) / args.episodes for r in rounds])
     for path in args.model:
         model = load_model(path)
         history = own_rounds(
@@ -59,10 +80,7 @@ def main() -> None:
             lambda prompts, history: "model",  # the target return: the model's own estimate (if it reads returns)
             args.seed,
         )
-        per_task = [h.returns.reshape(args.tasks, args.episodes).mean(1) for h in history]
-        scores = [float(np.mean(100 * (r - low) / (high - low))) for r in per_task]
-        rounds = " / ".join(f"{s:.1f}" for s in scores)
-        print(f"  {path}: rounds 0..{args.rounds - 1} {rounds}; rounds 1-3 {np.mean(scores[1:4]):.1f}")
+        report(path, [h.returns.reshape(args.tasks, args.episodes).mean(1) for h in history])
 
 
 if __name__ == "__main__":

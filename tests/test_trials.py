@@ -38,6 +38,16 @@ def test_search_trials_are_numbered_and_end_as_the_expert_once_found():
     assert means[0] < means[1] < means[2] and means[3] > means[2] - 0.5
 
 
+def test_search_goes_to_the_end_of_its_range():
+    """The goal past the last candidate (0 degrees; the training goals end at 7.3): a path that turns away from
+    the last candidate once near it never comes within the reward radius there, so most trials never found it."""
+    family = get_family("point-robot-sparse")
+    trials = collect_episodes(family, "search", [{"goal": [1.0, 0.0]}] * 20, 4, progress=False)
+    expert = collect_episodes(family, "expert", [{"goal": [1.0, 0.0]}], 1, progress=False)
+    last = trials.episode_returns[trials.trial_episode == 3]
+    assert (last > 0.8 * expert.episode_returns[0]).mean() >= 0.9
+
+
 def test_search_moves_with_noise_but_stores_the_actions_it_meant():
     """DART: the envs are stepped with noisy actions (varied trials); the data keeps the plan's clean actions,
     so a model imitating it moves as fast and as straight as the plan."""

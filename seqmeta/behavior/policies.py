@@ -239,7 +239,11 @@ class SearchPolicy(OtherTaskExpert):
         candidate = self.candidates[self.pointer[:n] % len(self.candidates)]
         searching = ~self.found[:n]
         action = self.expert.act(obs, np.where(searching[:, None], candidate, goals).astype(np.float32), rng)
-        self.pointer[:n] += searching & self.plan.reached(obs, candidate)
+        # The last candidate is where the sweep ends: the path goes all the way to it (`arrive`) instead of
+        # turning away once near it (`reach`), else the goals past the end of the range are never found.
+        last = self.pointer[:n] % len(self.candidates) == len(self.candidates) - 1
+        close = self.plan.distance(obs, candidate) < np.where(last, self.plan.arrive, self.plan.reach)
+        self.pointer[:n] += searching & close
         # Zero-mean noise, its scale drawn per episode, varies the trials (where rewards show up) around the plan;
         # the data stores the plan's own actions (`meant`): imitating the noisy ones, clipped at the action
         # bounds, would teach a slower search than the plan's.
@@ -250,7 +254,8 @@ class SearchPolicy(OtherTaskExpert):
     def describe(self) -> str:
         return (
             f"search: {self.expert.describe()}, acting for {len(self.candidates)} candidate goals "
-            f"{self.plan.spacing} apart, each until reached, until a reward shows the goal; trials of "
+            f"{self.plan.spacing} apart, each until within {self.plan.reach} of it (the last within "
+            f"{self.plan.arrive}), until a reward shows the goal; trials of "
             f"{self.trial_episodes} episodes that resume the search; action noise std ~ U[0, {SEARCH_NOISE}] x half "
             "the action range per episode, the actions without noise recorded"
         )

@@ -85,11 +85,16 @@ class SearchPlan:
     """How the ``search`` behavior looks for a task it cannot see, in a family whose reward is zero
     away from the task's goal (sparse): the expert acts for a sequence of candidate goals, the
     training tasks' goal features ordered and thinned to ``spacing`` apart and mapped by ``waypoints``
-    (e.g. pulled in so the path is shorter while its rewards still cover the goals), each until
-    ``reached(observations, candidate_goals)`` (a bool per env), until a reward shows the goal."""
+    (e.g. pulled in so the path is shorter while its rewards still cover the goals), until a reward
+    shows the goal. A candidate counts as passed once ``distance(observations, candidates)`` (one
+    number per env) is below ``reach``; the last one, where the sweep ends, only below ``arrive``,
+    so the path goes all the way to the end of the range instead of turning away early and
+    missing the goals there."""
 
     spacing: float
-    reached: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    distance: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    reach: float
+    arrive: float
     waypoints: Callable[[np.ndarray], np.ndarray] = lambda goals: goals
 
 
