@@ -1,18 +1,21 @@
 """seqmeta: pretrained decision transformers that adapt to new tasks in context.
 
-``import seqmeta`` registers the task families' gymnasium ids and the models with transformers'
-Auto classes (``AutoModel.from_pretrained(folder)`` then works); the data API is imported on first use.
+``import seqmeta`` registers the task families' gymnasium ids; everything else is imported on first use
+(torch and transformers only where needed, so the command line starts at once). Importing
+``seqmeta.models`` (or using ``seqmeta.PromptDTModel``, ``seqmeta.load_model``, ...) registers the model
+with transformers' Auto classes: ``AutoModel.from_pretrained(folder)`` then works.
 """
 
 from importlib import import_module
 from typing import Any
 
-from seqmeta.models import PromptDTConfig, PromptDTModel
 from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families, register_family
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    "PromptDTConfig": "seqmeta.models",
+    "PromptDTModel": "seqmeta.models",
     "collect_dataset": "seqmeta.data.collect",
     "TrajectoryDataset": "seqmeta.data.dataset",
     "load_trajectories": "seqmeta.data.dataset",

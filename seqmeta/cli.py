@@ -21,10 +21,12 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from importlib import import_module
 from pathlib import Path
 
 import seqmeta
+from seqmeta.configs import add_config_options
 from seqmeta.errors import ConfigError, SeqmetaError
 
 logger = logging.getLogger("seqmeta")
@@ -201,7 +203,17 @@ def _print_summary(dataset) -> None:
         print(f"  {name:>8}: {q['episodes']:5d} episodes, mean return {q['mean_return']:9.2f}  ({q['behavior']})")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Verbs whose options come from config classes in modules that import torch: their options are built only
+# when the verb is the one run, so that `seqmeta --help`, `--version` and the light verbs start at once.
+CONFIG_VERBS = ("train", "finetune", "self-supervise", "eval")
+
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.ArgumentParser:
+    """The full parser; ``options_of`` limits which of the ``CONFIG_VERBS`` get their options."""
     parser = argparse.ArgumentParser(
         prog="seqmeta", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -260,43 +272,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.set_defaults(func=cmd_info)
 
-    from seqmeta.configs import add_config_options
-    from seqmeta.finetune import FinetuneConfig, finetune
-    from seqmeta.selfsupervise import SelfSuperviseConfig, self_supervise
-    from seqmeta.trainer import TrainConfig, train
-
-    for verb, cls, run, what in (
-        ("train", TrainConfig, train, "meta-train a model on a dataset"),
-        ("finetune", FinetuneConfig, finetune, "adapt a trained model to new tasks from a few trajectories"),
+    for verb, module, config_name, run_name, what in (
+        ("train", "seqmeta.trainer", "TrainConfig", "train", "meta-train a model on a dataset"),
+        (
+            "finetune",
+            "seqmeta.finetune",
+            "FinetuneConfig",
+            "finetune",
+            "adapt a trained model to new tasks from a few trajectories",
+        ),
         (
             "self-supervise",
-            SelfSuperviseConfig,
-            self_supervise,
+            "seqmeta.selfsupervise",
+            "SelfSuperviseConfig",
+            "self_supervise",
             "explore the training tasks without rewards, label with the reward head, meta-train on it",
         ),
     ):
         p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
-        p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags given here override it")
-        add_config_options(p, cls)
-        p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
-        p.set_defaults(func=cmd_run, config_class=cls, run=run)
-
-    from seqmeta.evaluation import EvalProtocol
+        p.set_defaults(func=cmd_run)
+        if verb in options_of:
+            cls, run = getattr(import_module(module), config_name), getattr(import_module(module), run_name)
+            p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags here override it")
+            add_config_options(p, cls)
+            p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
+            p.set_defaults(config_class=cls, run=run)
 
     p = verbs.add_parser("eval", help="evaluate in-context adaptation on held-out tasks (eval_results.json + plots)")
-    p.add_argument("--model", required=True, help="a trained model folder")
-    p.add_argument("--output-dir", required=True, help="eval_results.json and the plots go here")
-    p.add_argument("--config", default=None, help="a YAML protocol; flags given here override it")
-    p.add_argument("--training-log", default=None, help="a train_log.jsonl to plot the training curves from")
-    p.add_argument("--video", type=int, default=0, help="also render N episodes as MP4s into --output-dir (MuJoCo)")
-    p.add_argument(
-        "--baseline",
-        action="append",
-        default=[],
-        help="NAME=eval_results.json of another model (e.g. one trained without prompts): a line on the curve",
-    )
-    add_config_options(p, EvalProtocol)
     p.set_defaults(func=cmd_eval)
+    if "eval" in options_of:
+        _eval_options(p)
 
     p = verbs.add_parser("push", help="publish a model (config, weights, results, plots, card) or a dataset to the Hub")
     what = p.add_mutually_exclusive_group(required=True)
@@ -324,8 +329,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    from seqmeta.evaluation import EvalProtocol
+
+    p.add_argument("--model", required=True, help="a trained model folder")
+    p.add_argument("--output-dir", required=True, help="eval_results.json and the plots go here")
+    p.add_argument("--config", default=None, help="a YAML protocol; flags given here override it")
+    p.add_argument("--training-log", default=None, help="a train_log.jsonl to plot the training curves from")
+    p.add_argument("--video", type=int, default=0, help="also render N episodes as MP4s into --output-dir (MuJoCo)")
+    p.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="NAME=eval_results.json of another model (e.g. one trained without prompts): a line on the curve",
+    )
+    add_config_options(p, EvalProtocol)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(options_of={_verb_of(argv)} & set(CONFIG_VERBS))
     args = parser.parse_args(argv)
     args.command_line = _command_line(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")

@@ -16,6 +16,25 @@ def test_help_lists_the_verbs():
         assert verb in out.stdout
 
 
+def test_help_and_the_light_verbs_do_not_import_torch():
+    """`seqmeta --help` starts at once: torch and transformers are imported only by the verbs that use them,
+    while `train --help` still lists every option of its config class."""
+    probe = (
+        "import sys, contextlib, io\n"
+        "from seqmeta.cli import main\n"
+        "for argv in (['--help'], ['--version'], ['push', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        main(argv)\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules))\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    main(['train', '--help'])\n"
+        "print('--learning-rate' in out.getvalue(), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]", out
+    assert out[1] == "True True", out
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])

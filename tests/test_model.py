@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-import seqmeta  # noqa: F401  (registers the Auto classes)
+import seqmeta.models  # noqa: F401  (registers the Auto classes)
 from seqmeta.agent import Agent
 from seqmeta.models import PromptDTConfig, PromptDTModel
 

@@ -247,7 +247,7 @@ def test_an_unforeseen_failure_is_one_line_unless_debug(monkeypatch, capsys, tmp
         raise RuntimeError("disk on fire")
 
     parser = cli.build_parser
-    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), boom))
+    monkeypatch.setattr(cli, "build_parser", lambda **kw: _with_func(parser(**kw), boom))
     assert cli.main(["collect", "--family", "point-robot", "--out", str(tmp_path / "d")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: disk on fire" in err and "--debug" in err

@@ -90,7 +90,7 @@ def _point_robot_sparse() -> TaskFamily:
         # Candidates 0.3 apart (less than twice the 0.2 reward radius), pulled in to radius 0.9: a shorter
         # path whose rewards still show every goal; each passed within 0.2, the last one (the sweep's end)
         # within 0.05. Chosen by the search behavior's own score on goals drawn from the whole half circle,
-        # its mean and its worst goal (`eval/drawn_tasks.py --behavior search`; `SearchPlan` in family.py).
+        # its mean and its worst goal (eval/drawn_tasks.py, option --behavior search; SearchPlan in family.py).
         search=SearchPlan(
             spacing=0.3,
             distance=lambda obs, goal: np.linalg.norm(obs - goal, axis=-1),
