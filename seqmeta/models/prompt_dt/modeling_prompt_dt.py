@@ -358,7 +358,45 @@ class PromptDTModel(PromptDTPreTrainedModel):
                 **{CACHE_ARGUMENT: cache},
                 use_cache=True,
             )
-        return StreamState(cache=cache, key_valid=key_valid)
+        weight, bias = self._step_embedding()
+        ln, ln_f, head = self.embed_ln, self.backbone.ln_f, self.action_head
+        return StreamState(
+            cache=cache,
+            key_valid=key_valid,
+            embed_weight=weight,
+            embed_bias=bias,
+            embed_norm=(ln.weight, ln.bias, ln.eps),
+            timestep_table=self.embed_timestep.weight,
+            position=self.backbone.wpe.weight[0],
+            blocks=self._block_weights(),
+            final_norm=(ln_f.weight, ln_f.bias, ln_f.eps),
+            head=(head.weight.T, head.bias, self.action_low, (self.action_high - self.action_low) / 2),
+        )
+
+    def _step_embedding(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``embed_steps`` for one step, before the timestep and LayerNorm, as one affine map: the tokens
+        (act, ret, state) = [a_{t-1}, R_t, r_{t-1}, s_t] @ weight + bias, (A + 2 + S, 3H) and (3H,), with the
+        normalizations, scales and token-type embeddings folded in (returns not hidden, as when acting)."""
+        cfg, h = self.config, self.config.hidden_size
+        half_range = (self.action_high - self.action_low) / 2
+        center = self.action_low + half_range
+        weight = torch.zeros(cfg.act_dim + 2 + cfg.state_dim, 3 * h, device=half_range.device)
+        w_act = self.embed_action.weight / half_range  # (H, A): acts on the raw action
+        weight[: cfg.act_dim, :h] = w_act.T
+        if cfg.use_return:
+            weight[cfg.act_dim, h : 2 * h] = self.embed_return.weight[:, 0] / cfg.return_scale
+        weight[cfg.act_dim + 1, h : 2 * h] = self.embed_reward.weight[:, 0] / cfg.reward_scale
+        w_state = self.embed_state.weight / self.state_std
+        weight[cfg.act_dim + 2 :, 2 * h :] = w_state.T
+        types = self.embed_token_type.weight[:TOKENS_PER_STEP]
+        bias = torch.cat(
+            [
+                self.embed_action.bias - w_act @ center + types[ACT],
+                self.embed_return.bias + self.embed_reward.bias + types[RET],
+                self.embed_state.bias - w_state @ self.state_mean + types[STATE],
+            ]
+        )
+        return weight, bias
 
     @torch.no_grad()
     def stream_step(
@@ -369,24 +407,59 @@ class PromptDTModel(PromptDTPreTrainedModel):
         prev_reward: torch.Tensor,  # (B,)
         return_to_go: torch.Tensor,  # (B,)
     ) -> torch.Tensor:
-        """Feed one step (three tokens) and return the actions (B, A) for it."""
-        batch = observation.shape[0]
-        timestep = torch.full((batch, 1), state.step, dtype=torch.long, device=observation.device)
-        tokens = self.embed_steps(
-            observation[:, None], prev_action[:, None], prev_reward[:, None], return_to_go[:, None], timestep
-        )  # (B, 3, H)
+        """Feed one step (three tokens) and return the actions (B, A) for it (dropout off, as in eval mode).
+
+        The same arithmetic as ``forward`` (the streaming tests check it), less the glue a full call has
+        (mask building, argument routing, output objects, one module call per op), which at three tokens
+        per call costs more than the arithmetic: the embeddings are one matrix product
+        (``_step_embedding``) and GPT-2's blocks run from their own weights, their keys/values written
+        into the ring cache through the transformers ``Cache`` API.
+        """
+        batch, h = observation.shape[0], self.config.hidden_size
+        step = min(state.step, self.config.max_timestep - 1)
+        inputs = torch.cat([prev_action, return_to_go[:, None], prev_reward[:, None], observation], dim=1)
+        tokens = torch.addmm(state.embed_bias, inputs, state.embed_weight).view(batch, TOKENS_PER_STEP, h)
+        tokens = F.layer_norm(tokens + state.timestep_table[step], (h,), *state.embed_norm)
         slot = state.cache.expect_step(state.step)
         state.key_valid[:, slot : slot + TOKENS_PER_STEP] = True
-        mask = step_mask(state.key_valid, slot)
-        hidden = self.backbone(
-            inputs_embeds=tokens,
-            attention_mask=for_attention(mask, self.backbone.config._attn_implementation, tokens.dtype),
-            position_ids=torch.zeros(batch, TOKENS_PER_STEP, dtype=torch.long, device=tokens.device),
-            **{CACHE_ARGUMENT: state.cache},
-            use_cache=True,
-        ).last_hidden_state
+        hidden = self._blocks_step(state, tokens, step_mask(state.key_valid, slot))
         state.step += 1
-        return self.action_from_hidden(hidden[:, STATE])
+        head_weight, head_bias, low, half_range = state.head
+        return low + (torch.tanh(torch.addmm(head_bias, hidden[:, STATE], head_weight)) + 1) * half_range
+
+    def _block_weights(self) -> list[tuple]:
+        """Each GPT-2 block's tensors, looked up once per episode (a module attribute lookup per op per step
+        costs about as much as the op at three tokens): LayerNorm 1, attention, LayerNorm 2, MLP."""
+
+        def norm(ln: nn.LayerNorm) -> tuple:
+            return ln.weight, ln.bias, ln.eps
+
+        return [
+            (
+                norm(b.ln_1),
+                (b.attn.c_attn.weight, b.attn.c_attn.bias, b.attn.scaling, b.attn.c_proj.weight, b.attn.c_proj.bias),
+                norm(b.ln_2),
+                (b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.act, b.mlp.c_proj.weight, b.mlp.c_proj.bias),
+            )
+            for b in self.backbone.h
+        ]
+
+    def _blocks_step(self, state: StreamState, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """GPT-2's blocks (pre-LayerNorm attention and MLP, residuals) on (B, n, H) tokens, from the blocks'
+        own weights (``Conv1D`` stores (in, out): x @ W + b); keys/values go through the cache."""
+        batch, n, width = tokens.shape
+        heads, shape = self.config.num_heads, (width,)
+        hidden = (tokens + state.position).view(batch * n, width)
+        for layer, weights in zip(state.cache.layers, state.blocks, strict=True):
+            norm_1, (qkv_w, qkv_b, scaling, proj_w, proj_b), norm_2, (fc_w, fc_b, act, out_w, out_b) = weights
+            qkv = torch.addmm(qkv_b, F.layer_norm(hidden, shape, *norm_1), qkv_w)
+            q, k, v = qkv.view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
+            keys, values = layer.update(k, v)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
+            hidden = torch.addmm(hidden, out.transpose(1, 2).reshape(batch * n, width), proj_w).add_(proj_b)
+            x = act(torch.addmm(fc_b, F.layer_norm(hidden, shape, *norm_2), fc_w))
+            hidden = torch.addmm(hidden, x, out_w).add_(out_b)
+        return F.layer_norm(hidden, shape, *state.final_norm).view(batch, n, width)
 
 
 @dataclass
@@ -395,6 +468,17 @@ class StreamState:
 
     cache: PromptRingCache
     key_valid: torch.Tensor  # (B, prompt tokens + 3K)
+    # The tensors a step uses, looked up once (``stream_step``): the token embedding as one affine map
+    # (``_step_embedding``), its LayerNorm, the timestep table, GPT-2's position-0 embedding, each block's
+    # weights (``_block_weights``), the final LayerNorm, the action head (W^T, b, low, half range).
+    embed_weight: torch.Tensor
+    embed_bias: torch.Tensor
+    embed_norm: tuple
+    timestep_table: torch.Tensor
+    position: torch.Tensor
+    blocks: list[tuple]
+    final_norm: tuple
+    head: tuple
     step: int = 0
 
 
