@@ -1,66 +1,131 @@
-"""Benchmark: evaluation throughput, env-steps/s with the model in the loop vs the bare simulator.
+"""Benchmark: evaluation throughput, env-steps/s with the model in the loop vs a plain gymnasium vector env.
 
-    python eval/bench_eval.py                  # Cheetah-Vel, 5 held-out tasks x 50 episodes x 200 steps
+    python eval/bench_eval.py                  # Cheetah-Vel, the evaluator's default sweep (400 envs), 2 threads
 
-Both measured in the same run on the same 250 envs (one ``SyncVectorEnv``):
+All in one run, each case ``--repeats`` times, interleaved (median and range printed):
 
-- simulator only: the vector env stepped with random actions (the ceiling);
-- seqmeta sweep: ``seqmeta.evaluation.evaluate`` with one prompt setting (1 expert trajectory), the
-  streaming agent choosing every action, the whole sweep one batch (model: the demo size, 3 layers,
-  hidden 128, K = 20, untrained: speed does not depend on the weights).
+- raw physics: ``mujoco.rollout`` steps the same number of HalfCheetah states with random controls, all of
+  them in one call (no Python per env or per step): the limit any env path can reach;
+- gymnasium ``SyncVectorEnv`` of the same envs (``gymnasium.make``, standard wrappers), random actions;
+- seqmeta's batched envs (``seqmeta.tasks.vector``, what the rollout engine steps), random actions;
+- ``seqmeta.evaluation.evaluate`` with the default protocol (settings 0, 1, 2, 4 trajectories x 5
+  held-out tasks x 20 episodes = 400 envs in one batch), the streaming agent choosing every action;
+- the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes x 200 steps, wall seconds.
 
-The sweep's wall time includes env creation, prompt sampling and writing nothing to disk.
+Model: the demo size (3 layers, hidden 128, K = 20), untrained (speed does not depend on the weights).
+The sweeps' wall times include env creation and prompt sampling, and write nothing to disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
+import mujoco
 import numpy as np
 import torch
-from gymnasium.vector import SyncVectorEnv
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from mujoco import rollout
 
 from seqmeta.data.collect import collect_dataset
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.models import PromptDTConfig, PromptDTModel
+from seqmeta.rollout import make_vector_env
+
+
+def random_steps(venv, n: int, steps: int, act_dim: int) -> float:
+    """env-steps/s of ``steps`` steps of random actions (the env built and reset outside the clock)."""
+    rng = np.random.default_rng(0)
+    venv.reset(seed=0)
+    start = time.perf_counter()
+    for _ in range(steps):
+        venv.step(rng.uniform(-1, 1, (n, act_dim)).astype(np.float32))
+    seconds = time.perf_counter() - start
+    venv.close()
+    return n * steps / seconds
+
+
+def raw_physics(env, n: int, steps: int, threads: int) -> float:
+    """env-steps/s of MuJoCo alone: n states stepped ``steps`` x frame_skip times in one rollout call."""
+    model, frame_skip = env.unwrapped.model, env.unwrapped.frame_skip
+    data = [mujoco.MjData(model) for _ in range(threads)]
+    size = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    state = np.zeros((n, size))
+    mujoco.mj_getState(model, data[0], state[0], mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    state[:] = state[0]
+    control = np.random.default_rng(0).uniform(-1, 1, (n, steps * frame_skip, model.nu))
+    with rollout.Rollout(nthread=threads) as runner:
+        start = time.perf_counter()
+        runner.rollout(model, data, state, control)
+        seconds = time.perf_counter() - start
+    return n * steps / seconds
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="cheetah-vel")
-    parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=100, help="random-action steps per env for the env rows")
     args = parser.parse_args()
+    if min(args.threads, args.repeats, args.steps) < 1:
+        parser.error("--threads, --repeats and --steps must be at least 1")
     torch.set_num_threads(args.threads)
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data = collect_dataset(args.family, "expert", f"{tmp}/d", tasks="test", episodes_per_task=1, progress=False)
-        family, ts = data.family, data.family.task_set()
+        data = collect_dataset(args.family, "expert", f"{tmp}/d", tasks="test", episodes_per_task=4, progress=False)
+        family, ts = data.family, data.task_set
         tasks = list(ts.test_indices)
-        n = len(tasks) * args.episodes
         model = PromptDTModel(PromptDTConfig.from_dataset(data, hidden_size=128, num_layers=3, context_length=20))
+        default = EvalProtocol(data=str(data.path))
+        n = len(default.prompt_trajectories.split(",")) * len(tasks) * default.episodes
+        prompt_dt = EvalProtocol(data=str(data.path), prompt_trajectories="1", episodes=50)
+        n_prompt_dt = len(tasks) * prompt_dt.episodes
+        env_fns = family.env_fns([ts.params[t] for t in np.repeat(tasks, n // len(tasks))])
+        act_dim = family.action_space.shape[0]
+        template = family.make_env(ts.params[tasks[0]])
+        cases = {
+            "raw physics (mujoco.rollout)": lambda: raw_physics(template, n, family.horizon, args.threads),
+            "gymnasium SyncVectorEnv, random actions": lambda: random_steps(
+                SyncVectorEnv(list(env_fns), autoreset_mode=AutoresetMode.SAME_STEP), n, args.steps, act_dim
+            ),
+            "seqmeta batched envs, random actions": lambda: random_steps(
+                make_vector_env(env_fns), n, args.steps, act_dim
+            ),
+            "seqmeta evaluate, model in the loop": lambda: n * family.horizon / timed_eval(model, default),
+            "prompt-dt sweep seconds": lambda: timed_eval(model, prompt_dt),
+        }
+        for _ in range(args.repeats):
+            for name, case in cases.items():
+                times.setdefault(name, []).append(case())
+        template.close()
 
-        envs = SyncVectorEnv([lambda p=ts.params[t]: family.make_env(p) for t in np.repeat(tasks, args.episodes)])
-        envs.reset(seed=0)
-        rng = np.random.default_rng(0)
-        start = time.perf_counter()
-        for _ in range(family.horizon):
-            envs.step(rng.uniform(-1, 1, (n, *family.action_space.shape)).astype(np.float32))
-        bare = n * family.horizon / (time.perf_counter() - start)
-        envs.close()
-
-        protocol = EvalProtocol(data=str(data.path), prompt_trajectories="1", episodes=args.episodes)
-        start = time.perf_counter()
-        evaluate(model, protocol, progress=False)
-        seconds = time.perf_counter() - start
-    steps = n * family.horizon
     print(
-        f"{args.family}: {len(tasks)} tasks x {args.episodes} episodes x {family.horizon} steps, {args.threads} threads"
+        f"{args.family}: {n} envs (the default protocol: {default.prompt_trajectories} trajectories x {len(tasks)} "
+        f"tasks x {default.episodes} episodes), {args.threads} threads, {args.repeats} interleaved repeats"
     )
-    print(f"  simulator only (random actions):  {bare:10,.0f} env-steps/s")
-    print(f"  seqmeta sweep (model in the loop): {steps / seconds:10,.0f} env-steps/s ({seconds:.1f} s for the sweep)")
-    print(f"  model-in-the-loop / simulator:     {steps / seconds / bare:10.2f}")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name, values in times.items():
+        if name.endswith("seconds"):
+            continue
+        print(f"  {name:42s} {med[name]:10,.0f} env-steps/s  ({min(values):,.0f} - {max(values):,.0f})")
+    loop, sync = med["seqmeta evaluate, model in the loop"], med["gymnasium SyncVectorEnv, random actions"]
+    print(f"  model in the loop / SyncVectorEnv:         {loop / sync:10.2f}x")
+    print(f"  model in the loop / raw physics:           {loop / med['raw physics (mujoco.rollout)']:10.2f}")
+    sweep = times["prompt-dt sweep seconds"]
+    print(
+        f"  Prompt-DT-scale sweep (1 trajectory, {len(tasks)} x {prompt_dt.episodes} episodes x {family.horizon} "
+        f"steps = {n_prompt_dt * family.horizon:,} env-steps): {statistics.median(sweep):.2f} s "
+        f"({min(sweep):.2f} - {max(sweep):.2f})"
+    )
+
+
+def timed_eval(model, protocol) -> float:
+    start = time.perf_counter()
+    evaluate(model, protocol, progress=False)
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

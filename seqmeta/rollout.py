@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import RolloutError
+from seqmeta.tasks.family import TaskEnvs
 
 EnvFactory = Callable[[], gym.Env]
 
@@ -98,10 +99,16 @@ class Rollouts:
         return out
 
 
-def make_vector_env(env_fns: Sequence[EnvFactory] | VectorEnv) -> VectorEnv:
-    """A ``SyncVectorEnv`` (episodes reset in the step they end) from env factories, or the given one."""
+def make_vector_env(env_fns: Sequence[EnvFactory] | VectorEnv, batched: bool = True) -> VectorEnv:
+    """A vector env (episodes reset in the step they end) from env factories, or the given one: the
+    family's batched envs for a family's tasks (``TaskFamily.env_fns``) that has them (``batched``), else a
+    ``SyncVectorEnv``."""
     if isinstance(env_fns, VectorEnv):
         return env_fns
+    if batched and isinstance(env_fns, TaskEnvs):
+        venv = env_fns.batched()
+        if venv is not None:
+            return venv
     if not env_fns:
         raise RolloutError("no envs were given: pass one env factory (a function that makes an env) per env")
     bad = [f for f in env_fns if not callable(f)]

@@ -208,3 +208,44 @@ def test_the_engine_refuses_what_it_cannot_run(model):
     with pytest.raises(RolloutError, match="SAME_STEP"):
         run_episodes(next_step, Still(), max_steps=15, episodes_per_env=[1, 3])
     next_step.close()
+
+
+class _Linear:
+    """A deterministic closed-loop policy: actions depend on the observations, so any difference in
+    the physics shows up in every later step."""
+
+    def __init__(self, obs_dim, act_dim):
+        self.weight = np.random.default_rng(0).standard_normal((obs_dim, act_dim)) * 0.3
+
+    def start_episodes(self, slots, observations):
+        pass
+
+    def act(self, observations, rewards):
+        return np.tanh(np.asarray(observations) @ self.weight).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["cheetah-vel", "cheetah-dir"])
+def test_batched_cheetah_envs_are_the_gymnasium_envs_bit_for_bit(name):
+    """The Cheetah families' batched envs (seqmeta.tasks.vector) against gymnasium's SyncVectorEnv of the same
+    envs: the same observations, actions, rewards, returns and infos, through two episodes per env (the
+    reset in the step an episode ends, with each env's own noise generator)."""
+    from seqmeta.rollout import make_vector_env, run_episodes
+    from seqmeta.tasks.vector import CheetahVectorEnv
+
+    family = seqmeta.get_family(name)
+    params = [family.sample_params(np.random.default_rng(i)) for i in range(6)]
+    runs = []
+    for batched in (True, False):
+        venv = make_vector_env(family.env_fns(params), batched=batched)
+        assert isinstance(venv, CheetahVectorEnv) == batched
+        policy = _Linear(venv.single_observation_space.shape[0], venv.single_action_space.shape[0])
+        runs.append(run_episodes(venv, policy, family.horizon, seed=5, episodes_per_env=2))
+        venv.close()
+    fast, slow = runs
+    for field in ("observations", "actions", "rewards", "lengths", "truncated", "terminated"):
+        np.testing.assert_array_equal(getattr(fast.episodes, field), getattr(slow.episodes, field))
+    np.testing.assert_array_equal(fast.returns, slow.returns)
+    assert fast.info.keys() == slow.info.keys() and "x_velocity" in fast.info
+    for key in slow.info:
+        np.testing.assert_array_equal(fast.info[key], slow.info[key])
+    assert len(fast.returns) == 12 and np.unique(fast.returns).size == 12

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import seqmeta
 from seqmeta.cli import main
@@ -149,3 +150,24 @@ def test_target_return_rules(model, point_robot_dataset):
     assert no_prompt == [best] * 5 and np.allclose(one, first_expert)  # the prompt's own return
     model_targets = targets("model", settings="1")[0]
     assert len(set(model_targets)) > 1  # the value head's estimate differs by task (prompt)
+
+
+def test_evaluation_is_the_same_on_the_batched_envs_and_on_gymnasium(tmp_path, monkeypatch):
+    """The rollout engine steps Cheetah tasks on the batched envs (seqmeta.tasks.vector); the evaluation's
+    results are those of the gymnasium envs, bit for bit: demo prompts and own rounds."""
+    from seqmeta.tasks.family import TaskEnvs
+
+    torch.manual_seed(0)
+    data = collect_dataset(
+        "cheetah-vel", "expert", str(tmp_path / "cv"), tasks="test", episodes_per_task=1, progress=False
+    )
+    model = PromptDTModel(PromptDTConfig.from_dataset(data, hidden_size=16, num_layers=1, context_length=4))
+    results = []
+    for batched in (True, False):
+        if not batched:
+            monkeypatch.setattr(TaskEnvs, "batched", lambda self: None)
+        for source, settings in (("expert", "0,1"), ("own", "0,1")):
+            p = EvalProtocol(data=str(data.path), prompt_source=source, prompt_trajectories=settings, episodes=2)
+            results.append(evaluate(model, p, progress=False)["settings"])
+    assert results[:2] == results[2:]
+    assert {s["mean_return"] for r in results[:2] for s in r} != {results[0][0]["mean_return"]}  # not all one number

@@ -98,6 +98,22 @@ class SearchPlan:
     waypoints: Callable[[np.ndarray], np.ndarray] = lambda goals: goals
 
 
+class TaskEnvs(list):
+    """Env factories of a family's tasks (``TaskFamily.env_fns``): a plain list of factories that also
+    carries the family, the task params and the make_env keyword arguments."""
+
+    def __init__(self, factories, family: TaskFamily, params: list[dict[str, Any]], kwargs: dict[str, Any]):
+        super().__init__(factories)
+        self.family, self.params, self.kwargs = family, params, kwargs
+
+    def batched(self) -> gym.vector.VectorEnv | None:
+        """The family's batched envs for these tasks, when it has them and no make_env option asks for
+        more than they do (e.g. rendering)."""
+        if self.family.vector_env is None or self.kwargs or len(self) != len(self.params):
+            return None
+        return self.family.vector_env(self.family, self.params)
+
+
 @dataclass(frozen=True)
 class TaskFamily:
     """A meta-RL task family: one environment whose reward or dynamics depend on task parameters.
@@ -111,6 +127,9 @@ class TaskFamily:
             policy sees while acting. Never stored in datasets.
         sample_params: draws fresh task params (used to train goal-conditioned behavior policies).
         search: for sparse-reward families, how the ``search`` behavior looks for the goal (else None).
+        vector_env: ``(family, params) -> VectorEnv``, a batched implementation of the family's envs, one
+            per task params dict, step for step the same as its gymnasium envs (``seqmeta.tasks.vector``);
+            the rollout engine uses it where it can (else ``SyncVectorEnv``).
     """
 
     name: str
@@ -122,6 +141,7 @@ class TaskFamily:
     sample_params: Callable[[np.random.Generator], dict[str, Any]]
     description: str = ""
     search: SearchPlan | None = None
+    vector_env: Callable[[TaskFamily, Sequence[dict[str, Any]]], gym.vector.VectorEnv] | None = None
     _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
 
     def task_set(self, name: str | None = None) -> TaskSet:
@@ -136,9 +156,10 @@ class TaskFamily:
         """One task's env, through ``gymnasium.make`` so wrappers and checks are the standard ones."""
         return gym.make(self.env_id, **params, **kwargs)
 
-    def env_fns(self, params: Sequence[dict[str, Any]], **kwargs: Any) -> list[Callable[[], gym.Env]]:
-        """One env factory per task parameter dict (what ``seqmeta.run_episodes`` takes)."""
-        return [partial(self.make_env, p, **kwargs) for p in params]
+    def env_fns(self, params: Sequence[dict[str, Any]], **kwargs: Any) -> TaskEnvs:
+        """One env factory per task parameter dict (what ``seqmeta.run_episodes`` takes); the list also
+        says which family and tasks they are, so the engine can step them batched (``vector_env``)."""
+        return TaskEnvs([partial(self.make_env, p, **kwargs) for p in params], self, list(params), kwargs)
 
     def _space(self, which: str) -> gym.Space:
         if which not in self._spaces:
