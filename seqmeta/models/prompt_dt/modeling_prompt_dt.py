@@ -422,10 +422,10 @@ class PromptDTModel(PromptDTPreTrainedModel):
         tokens = F.layer_norm(tokens + state.timestep_table[step], (h,), *state.embed_norm)
         slot = state.cache.expect_step(state.step)
         state.key_valid[:, slot : slot + TOKENS_PER_STEP] = True
-        hidden = self._blocks_step(state, tokens, step_mask(state.key_valid, slot))
+        hidden = self._blocks_step(state, tokens, step_mask(state.key_valid, slot))  # (B, H): the state token
         state.step += 1
         head_weight, head_bias, low, half_range = state.head
-        return low + (torch.tanh(torch.addmm(head_bias, hidden[:, STATE], head_weight)) + 1) * half_range
+        return low + (torch.tanh(torch.addmm(head_bias, hidden, head_weight)) + 1) * half_range
 
     def _block_weights(self) -> list[tuple]:
         """Each GPT-2 block's tensors, looked up once per episode (a module attribute lookup per op per step
@@ -445,21 +445,27 @@ class PromptDTModel(PromptDTPreTrainedModel):
         ]
 
     def _blocks_step(self, state: StreamState, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """GPT-2's blocks (pre-LayerNorm attention and MLP, residuals) on (B, n, H) tokens, from the blocks'
-        own weights (``Conv1D`` stores (in, out): x @ W + b); keys/values go through the cache."""
+        """GPT-2's blocks (pre-LayerNorm attention and MLP, residuals) on one step's (B, 3, H) tokens, from the
+        blocks' own weights (``Conv1D`` stores (in, out): x @ W + b); keys/values go through the cache.
+        Returns the final hidden state of the state token (B, H), the only one acting reads: the last
+        block computes the keys/values of all three tokens (later steps attend to them) and the rest of
+        the block for the state token alone."""
         batch, n, width = tokens.shape
-        heads, shape = self.config.num_heads, (width,)
-        hidden = (tokens + state.position).view(batch * n, width)
-        for layer, weights in zip(state.cache.layers, state.blocks, strict=True):
+        heads, shape, last = self.config.num_heads, (width,), len(state.blocks) - 1
+        hidden = (tokens + state.position).reshape(batch * n, width)
+        for i, (layer, weights) in enumerate(zip(state.cache.layers, state.blocks, strict=True)):
             norm_1, (qkv_w, qkv_b, scaling, proj_w, proj_b), norm_2, (fc_w, fc_b, act, out_w, out_b) = weights
             qkv = torch.addmm(qkv_b, F.layer_norm(hidden, shape, *norm_1), qkv_w)
             q, k, v = qkv.view(batch, n, 3, heads, -1).permute(2, 0, 3, 1, 4)
             keys, values = layer.update(k, v)
+            if i == last:  # from here on only the state token
+                q, mask, n = q[:, :, STATE:], mask[:, :, STATE:], 1
+                hidden = hidden.view(batch, TOKENS_PER_STEP, width)[:, STATE]
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
             hidden = torch.addmm(hidden, out.transpose(1, 2).reshape(batch * n, width), proj_w).add_(proj_b)
             x = act(torch.addmm(fc_b, F.layer_norm(hidden, shape, *norm_2), fc_w))
             hidden = torch.addmm(hidden, x, out_w).add_(out_b)
-        return F.layer_norm(hidden, shape, *state.final_norm).view(batch, n, width)
+        return F.layer_norm(hidden, shape, *state.final_norm)
 
 
 @dataclass
