@@ -7,9 +7,11 @@ Printed side by side, measured in the same run:
 
 - seqmeta agent, cached: prompt keys/values computed once, one step (3 tokens) per action;
 - seqmeta, no cache: the prompt and the last K steps recomputed every action (what Prompt-DT does);
-- ``transformers.DecisionTransformerModel``: its usual full K-step window recompute (no prompt).
+- ``transformers.DecisionTransformerModel`` given the same work: the prompt's steps and the last K steps
+  in its window, recomputed every action (what the official Prompt-DT does).
 
-Latency is measured in steady state (after K warm-up steps, the window full). Training: samples/s
+Latency is measured in steady state (after K warm-up steps, the window full), each case in turn for
+``--repeats`` rounds (medians printed, with the range of the cached agent). Training: samples/s
 of forward + backward + AdamW step on the same random batch for seqmeta (with a 5-step prompt, and
 without a prompt: the same tokens as HF) and the HF model.
 """
@@ -17,6 +19,7 @@ without a prompt: the same tokens as HF) and the HF model.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import numpy as np
@@ -59,36 +62,24 @@ def window(n: int, steps: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     )
 
 
-def bench_inference(ours: PromptDTModel, hf: DecisionTransformerModel, batches, prompts, calls: int) -> list[dict]:
+def bench_inference(ours, hf, batches, prompts, calls: int, repeats: int) -> list[dict]:
+    """Seconds per action, median over ``repeats`` rounds in which every case runs ``calls`` times in turn."""
     rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
     rows = []
     for n in batches:
-        hf_win = window(n, K, g)
-        hf_mask = torch.ones(n, K, dtype=torch.long)
-
-        @torch.no_grad()
-        def hf_step(hf_win=hf_win, hf_mask=hf_mask):
-            out = hf(
-                states=hf_win["observation"],
-                actions=hf_win["action"],
-                rewards=hf_win["reward"][..., None],
-                returns_to_go=hf_win["return_to_go"][..., None],
-                timesteps=hf_win["timestep"],
-                attention_mask=hf_mask,
-            )
-            return out.action_preds[:, -1].numpy()
-
-        hf_s = timed(hf_step, calls)
         for p in prompts:
             prompt = make_prompt(n, p, rng)
             agent = Agent(ours, n, prompts=prompt, target_returns=0.0)
-            agent.reset()
             obs = rng.standard_normal((n, S)).astype(np.float32)
             reward = np.zeros(n, np.float32)
-            agent.act(obs)
-            for _ in range(K):  # fill the window: steady state
+
+            def cached(agent=agent, obs=obs, reward=reward):
+                if agent._t >= ours.config.max_timestep - 1:  # a new episode, the window filled again
+                    agent.reset()
+                    agent.act(obs)
+                    for _ in range(K):
+                        agent.act(obs, reward)
                 agent.act(obs, reward)
-            cached_s = timed(lambda agent=agent, obs=obs, reward=reward: agent.act(obs, reward), calls)
 
             hist = window(n, K, g)
             prompt_t = {k: torch.as_tensor(v) for k, v in prompt.items()}
@@ -97,8 +88,35 @@ def bench_inference(ours: PromptDTModel, hf: DecisionTransformerModel, batches, 
             def recompute(hist=hist, prompt_t=prompt_t):
                 return ours(**hist, prompt=prompt_t).action_preds[:, -1].numpy()
 
-            recompute_s = timed(recompute, max(3, calls // 4))
-            rows.append({"batch": n, "prompt": p, "cached": cached_s, "recompute": recompute_s, "hf": hf_s})
+            # HF DT given the same prompt the way Prompt-DT feeds it: the prompt's steps first in its window.
+            hf_win = {k: torch.cat([torch.as_tensor(prompt[k]), v], 1) for k, v in window(n, K, g).items()}
+            hf_mask = torch.ones(n, p + K, dtype=torch.long)
+
+            @torch.no_grad()
+            def hf_step(hf_win=hf_win, hf_mask=hf_mask):
+                out = hf(
+                    states=hf_win["observation"],
+                    actions=hf_win["action"],
+                    rewards=hf_win["reward"][..., None],
+                    returns_to_go=hf_win["return_to_go"][..., None],
+                    timesteps=hf_win["timestep"],
+                    attention_mask=hf_mask,
+                )
+                return out.action_preds[:, -1].numpy()
+
+            agent.reset()
+            agent.act(obs)
+            for _ in range(K):  # fill the window: steady state
+                agent.act(obs, reward)
+            cases = {"cached": (cached, calls), "recompute": (recompute, max(3, calls // 4)), "hf": (hf_step, calls)}
+            times = {name: [] for name in cases}
+            for _ in range(repeats):
+                for name, (fn, count) in cases.items():
+                    times[name].append(timed(fn, count))
+            row = {"batch": n, "prompt": p}
+            for name, values in times.items():
+                row[name], row[f"{name}_range"] = statistics.median(values), (min(values), max(values))
+            rows.append(row)
     return rows
 
 
@@ -139,6 +157,7 @@ def main() -> None:
     parser.add_argument("--batches", default="1,16,256")
     parser.add_argument("--prompts", default="5,50")
     parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; medians are printed")
     parser.add_argument("--train-batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -156,15 +175,16 @@ def main() -> None:
     n_hf = sum(p.numel() for p in hf.parameters())
     print(f"CPU, {args.threads} threads; seqmeta {n_ours:,} params, HF DecisionTransformerModel {n_hf:,} params")
     print(
-        f"\n{'batch':>5} {'prompt':>6} | {'seqmeta cached':>21} | {'seqmeta no cache':>21} | {'HF DT (K=20)':>21}"
+        f"\n{'batch':>5} {'prompt':>6} | {'seqmeta cached':>22} | {'seqmeta no cache':>22} | {'HF DT, prompt + K':>22}"
         f" | cached/HF"
     )
-    rows = bench_inference(
-        ours, hf, [int(b) for b in args.batches.split(",")], [int(p) for p in args.prompts.split(",")], args.calls
-    )
+    batches, prompts = [int(b) for b in args.batches.split(",")], [int(p) for p in args.prompts.split(",")]
+    rows = bench_inference(ours, hf, batches, prompts, args.calls, args.repeats)
     for r in rows:
-        cells = [f"{r[k] * 1e3:8.2f} ms {r['batch'] / r[k]:8.0f}/s" for k in ("cached", "recompute", "hf")]
+        cells = [f"{r[k] * 1e3:8.3f} ms {r['batch'] / r[k]:8.0f}/s" for k in ("cached", "recompute", "hf")]
         print(f"{r['batch']:>5} {r['prompt']:>6} | " + " | ".join(cells) + f" | {r['hf'] / r['cached']:6.1f}x")
+    print(f"(medians of {args.repeats} interleaved rounds; cached ms range per row:", end="")
+    print(", ".join(f" {r['cached_range'][0] * 1e3:.3f}-{r['cached_range'][1] * 1e3:.3f}" for r in rows) + ")")
     by = {(r["batch"], r["prompt"]): r["cached"] for r in rows}
     for n in sorted({r["batch"] for r in rows}):
         if (n, 5) in by and (n, 50) in by:

@@ -15,7 +15,9 @@ A *policy* acts for all envs of a vector env at once:
 - ``act(observations, rewards)``: (N, act_dim) actions; ``rewards`` is what each env returned for
   the previous action (``None`` on the first step; after a restart the engine passes 0 for that env).
 
-seqmeta's ``Agent`` (a prompted model) and its behavior policies are such policies.
+seqmeta's ``Agent`` (a prompted model) and its behavior policies are such policies. Envs given as a
+family's ``env_fns`` run on the family's batched envs when it has them (``TaskFamily.vector_env``: the
+Cheetah families, ``seqmeta.tasks.vector``, step for step the gymnasium envs), else in a ``SyncVectorEnv``.
 ``reward_fn(observations, actions)``, when given, replaces the rewards the policy receives (the
 self-supervised phase feeds its reward labels this way); the environment's rewards are still
 recorded in ``env_rewards``.
