@@ -1,7 +1,7 @@
 """Adapting without demonstrations: expert demo vs no prompt vs own exploration, over training seeds.
 
     python eval/adaptation.py --family cheetah-vel --recipe training/cheetah_vel_own.yaml \
-        --data data/cheetah-vel-all --out runs/adaptation/cheetah-vel --seeds 0,1,2 --eval-seeds 2026,2027
+        --data data/cheetah-vel-all --output-dir runs/adaptation/cheetah-vel --seeds 0,1,2 --eval-seeds 2026,2027
 
 For each training seed it meta-trains the recipe (skipped when its model exists; a killed run resumes)
 and the same recipe without prompts (``use_prompt: false``: the model that ignores prompts), then
@@ -185,7 +185,7 @@ def main() -> None:
     parser.add_argument("--family")
     parser.add_argument("--recipe", help="the training recipe (trained with and without prompts)")
     parser.add_argument("--data", help="offline data with the training and held-out tasks")
-    parser.add_argument("--out", help="training runs and evaluation folders go here")
+    parser.add_argument("--output-dir", dest="out", help="training runs and evaluation folders go here")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--eval-seeds", default="2026,2027")
     parser.add_argument("--episodes", type=int, default=20)
@@ -214,7 +214,7 @@ def main() -> None:
             plot(records, family, RESULTS.parent / f"{family}_adaptation.png")
         return
     if not (args.family and args.recipe and args.data and args.out):
-        parser.error("--family, --recipe, --data and --out are needed (or --table)")
+        parser.error("--family, --recipe, --data and --output-dir are needed (or --table)")
     out = Path(args.out)
     fresh = []
     for seed in [int(s) for s in args.seeds.split(",")]:

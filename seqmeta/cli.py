@@ -10,7 +10,7 @@ seqmeta finetune --model DIR ...      adapt a trained model to new tasks (full, 
 seqmeta self-supervise --model DIR ...  explore training tasks reward-free, label, meta-train on it
 seqmeta eval --model DIR ...          evaluate in-context adaptation on held-out tasks
 seqmeta push --model DIR --repo-id ID  publish a model (with its card) or --dataset DIR to the Hub
-seqmeta pull --dataset ID --out DIR   download a published dataset
+seqmeta pull --dataset ID --output-dir DIR  download a published dataset
 seqmeta demo                          the main job on its embedded default
 """
 
@@ -228,7 +228,7 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
     def dataset_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--family", required=True, help="task family, e.g. cheetah-vel (see `seqmeta families`)")
         p.add_argument("--task-set", default=None, help="named task list of the family (default: its default)")
-        p.add_argument("--out", required=True, help="output dataset folder (written atomically)")
+        p.add_argument("--output-dir", dest="out", required=True, help="the dataset folder to write (atomically)")
         p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
     p = verbs.add_parser("collect", help="roll out behavior policies into a dataset")
@@ -316,10 +316,10 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
 
     p = verbs.add_parser("pull", help="download a published dataset into a local dataset folder")
     p.add_argument("--dataset", required=True, help="the Hub dataset repository")
-    p.add_argument("--out", required=True, help="the local dataset folder to create")
+    p.add_argument("--output-dir", dest="out", required=True, help="the local dataset folder to create")
     p.add_argument("--quality", default=None, help="quality levels (configs) to take, comma-separated (default: all)")
     p.add_argument("--revision", default=None)
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it is a folder seqmeta wrote")
+    p.add_argument("--overwrite", action="store_true", help="replace --output-dir if it is a folder seqmeta wrote")
     p.set_defaults(func=cmd_pull)
 
     p = verbs.add_parser("demo", help="the main job: collect, meta-train, evaluate in-context adaptation")

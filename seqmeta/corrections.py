@@ -1,7 +1,7 @@
 """Corrections (DAgger): a trained model's own trials, each step labeled by a behavior policy.
 
     seqmeta collect --family point-robot-sparse --quality search,expert,search-corrections \\
-        --acting-model outputs/train/point-robot-sparse-own/model --tasks all --episodes-per-task 80 --out DATA
+        --acting-model outputs/train/point-robot-sparse-own/model --tasks all --episodes-per-task 80 --output-dir DATA
 
 A model trained to imitate a behavior acts a little differently from it, and its own episodes drift
 where the behavior's never went: a search that turns a step late, a goal it approaches from an odd

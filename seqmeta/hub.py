@@ -2,7 +2,7 @@
 
     seqmeta push --model outputs/train/model --repo-id you/cheetah-vel-prompt-dt
     seqmeta push --dataset data/cheetah-vel-expert --repo-id you/cheetah-vel-expert
-    seqmeta pull --dataset you/cheetah-vel-expert --out data/cheetah-vel-expert
+    seqmeta pull --dataset you/cheetah-vel-expert --output-dir data/cheetah-vel-expert
 
     model = seqmeta.load_model("you/cheetah-vel-prompt-dt", revision="main")
 

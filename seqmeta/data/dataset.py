@@ -268,7 +268,7 @@ class TrajectoryDataset:
         if not (path / META_FILE).is_file() or not (path / "state.json").is_file():
             raise DatasetNotFoundError(
                 f"{path} is not a complete seqmeta dataset (no {META_FILE} or state.json); create one "
-                f"with `seqmeta collect ... --out {path}` or an importer"
+                f"with `seqmeta collect ... --output-dir {path}` or an importer"
             )
         meta = DatasetMeta.load(path)
         _verify_checksums(path, meta)
