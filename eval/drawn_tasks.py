@@ -3,6 +3,7 @@
     python eval/drawn_tasks.py --family point-robot-sparse --tasks 40 \
         --model runs/adaptation/point-robot-sparse/prompt-seed0/model --model ...
     python eval/drawn_tasks.py --family point-robot-sparse --tasks 60 --episodes 16 --behavior search
+    python eval/drawn_tasks.py --family point-robot-sparse --held-out --episodes 16 --behavior search
 
 The five held-out tasks of a split are few; a model is also judged on tasks no split holds. This draws
 ``--tasks`` parameter sets with ``family.sample_params`` (seeded), runs the own-exploration protocol in each
@@ -27,6 +28,9 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=[], help="a model folder (repeatable)")
     parser.add_argument("--behavior", action="append", default=[], help="a behavior with trials, e.g. search")
     parser.add_argument("--tasks", type=int, default=40, help="task parameter sets to draw")
+    parser.add_argument(
+        "--held-out", action="store_true", help="the family's held-out tasks (default split) instead of drawn ones"
+    )
     parser.add_argument("--episodes", type=int, default=1, help="episodes per task and round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seed", type=int, default=2026, help="draws the tasks and seeds the episodes")
@@ -47,6 +51,11 @@ def main() -> None:
     family = get_family(args.family)
     rng = np.random.default_rng(args.seed)
     params = [family.sample_params(rng) for _ in range(args.tasks)]
+    what = f"{args.tasks} drawn tasks (seed {args.seed})"
+    if args.held_out:
+        task_set = family.task_set()
+        params = [task_set.params[t] for t in task_set.test_indices]
+        args.tasks, what = len(params), f"the {len(params)} held-out tasks of {task_set.name}"
     slot_params = [p for p in params for _ in range(args.episodes)]
 
     def mean_return(quality: str) -> np.ndarray:
@@ -54,7 +63,7 @@ def main() -> None:
         return np.bincount(episodes.task_index, episodes.episode_returns) / args.episodes
 
     low, high = mean_return("random"), mean_return("expert")
-    print(f"{args.family}: {args.tasks} drawn tasks (seed {args.seed}), {args.episodes} episode(s) per task and round")
+    print(f"{args.family}: {what}, {args.episodes} episode(s) per task and round")
 
     def report(name: str, per_task: list[np.ndarray]) -> None:
         normalized = np.stack([100 * (r - low) / (high - low) for r in per_task])  # (rounds, tasks)
