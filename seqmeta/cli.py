@@ -356,7 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("accelerate").setLevel(logging.WARNING)
         for noisy in ("httpx", "httpcore", "httpx2", "httpcore2"):  # one INFO line per HTTP request
             logging.getLogger(noisy).setLevel(logging.WARNING)
-        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # its retries; a failure is ours to report
+        # Its retries: a failure is ours to report. The variable holds when huggingface_hub is imported later
+        # (its import sets its logger's level from it), the level when it already is.
+        os.environ.setdefault("HF_HUB_VERBOSITY", "error")
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()

@@ -62,7 +62,8 @@ def _collect(spec: DemoFamily, path: Path, scale: float):
         return load_trajectories(path)
     episodes = max(4, round(spec.episodes_per_task * scale))  # prompts need a few episodes per task
     command = (
-        f"seqmeta collect --family {spec.name} --quality expert --tasks all --episodes-per-task {episodes} --output-dir {path}"
+        f"seqmeta collect --family {spec.name} --quality expert --tasks all --episodes-per-task {episodes} "
+        f"--output-dir {path}"
     )
     return collect_dataset(spec.name, "expert", str(path), tasks="all", episodes_per_task=episodes, command=command)
 

@@ -46,3 +46,20 @@ class EnvMismatchError(SeqmetaError, ValueError):
 
 class StorageError(SeqmetaError, OSError):
     """A write that the disk refused (full, over quota); what was there before is unchanged."""
+
+
+class MissingExtraError(ConfigError):
+    """An optional integration's package is not installed (``pip install 'seqmeta[<extra>]'``)."""
+
+
+def import_extra(module: str, extra: str, what: str):
+    """``module``, imported; if it is not installed, a ``MissingExtraError`` naming the extra that brings it."""
+    from importlib import import_module
+
+    try:
+        return import_module(module)
+    except ImportError as e:
+        raise MissingExtraError(
+            f"{what} needs the {module.split('.')[0]} package, an optional part of seqmeta: "
+            f"pip install 'seqmeta[{extra}]' ({e})"
+        ) from None

@@ -23,6 +23,7 @@ the first state, with the prompt, return hidden), or a number.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,11 +35,13 @@ import numpy as np
 from seqmeta.agent import Agent
 from seqmeta.configs import check_options, option
 from seqmeta.data.episodes import Episodes
-from seqmeta.errors import ConfigError
+from seqmeta.errors import ConfigError, MissingExtraError
 from seqmeta.io import atomic_write_json
 from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
 from seqmeta.results import SCHEMA
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
+
+logger = logging.getLogger(__name__)
 
 TARGET_RULES = ("fixed", "oracle", "demo", "model")
 
@@ -288,7 +291,11 @@ def evaluate(
         atomic_write_json(out / "eval_results.json", results)
         from seqmeta.plots import plot_results
 
-        results["plots"] = plot_results(results, out, training_log, baselines)
+        try:
+            results["plots"] = plot_results(results, out, training_log, baselines)
+        except MissingExtraError as e:  # the results stand without their pictures
+            logger.warning("plots skipped: %s", e)
+            results["plots"] = []
         if videos:
             results["videos"] = [p.name for p in _record_videos(model, data, protocol, settings, tasks, videos, out)]
         atomic_write_json(out / "eval_results.json", results)

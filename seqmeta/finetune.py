@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from seqmeta.configs import check_options, option
-from seqmeta.errors import ConfigError
+from seqmeta.errors import ConfigError, import_extra
 from seqmeta.trainer import EpisodeBatches, LoopConfig, fit, save_model
 
 METHODS = ("full", "lora", "awr")
@@ -95,9 +95,8 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
     def build_model():
         model = copy.deepcopy(pretrained)
         if config.method == "lora":
-            from peft import LoraConfig, get_peft_model
-
-            lora = LoraConfig(
+            peft = import_extra("peft", "lora", "fine-tuning with method lora")
+            lora = peft.LoraConfig(
                 r=config.lora_rank,
                 lora_alpha=config.lora_alpha,
                 target_modules=list(model.lora_target_modules),
@@ -106,7 +105,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> Path:
             )
             with warnings.catch_warnings():  # peft asks transformers a deprecated (5.x) question; nothing to act on
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-                model = get_peft_model(model, lora)
+                model = peft.get_peft_model(model, lora)
         return model
 
     def advantage_weights(batch: dict[str, torch.Tensor]) -> torch.Tensor:

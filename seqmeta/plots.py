@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from seqmeta.errors import import_extra
 from seqmeta.io import atomic_write_file
 
 
 def _pyplot():
-    import matplotlib
-
+    matplotlib = import_extra("matplotlib", "plots", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

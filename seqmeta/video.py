@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqmeta.errors import ConfigError
+from seqmeta.errors import ConfigError, import_extra
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before any MuJoCo renderer is made
 
@@ -25,10 +25,7 @@ SIZE = (320, 240)
 
 def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = FPS) -> Path:
     """(H, W, 3) uint8 frames -> an H.264 MP4 at ``path``, written atomically."""
-    try:
-        import av
-    except ImportError:
-        raise ConfigError("videos need PyAV: pip install 'seqmeta[video]' (or pip install av)") from None
+    av = import_extra("av", "video", "writing videos")
     path = Path(path)
     if not frames:
         raise ConfigError(f"no frames to write to {path}")

@@ -45,6 +45,21 @@ def test_results_follow_the_schema_and_plots_are_written(model, point_robot_data
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.reliability("faults", "right result")
+def test_without_matplotlib_the_results_are_written_without_plots(
+    model, point_robot_dataset, tmp_path, monkeypatch, caplog
+):
+    """Plots are an optional extra: without matplotlib the evaluation still writes its results, says why there
+    are no plots, and names the extra."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    results = evaluate(model, protocol(point_robot_dataset), output_dir=tmp_path, progress=False)
+    assert results["plots"] == [] and not list(tmp_path.glob("*.png"))
+    assert load_results(tmp_path / "eval_results.json")["settings"] == json.loads(json.dumps(results["settings"]))
+    assert "plots skipped" in caplog.text and "seqmeta[plots]" in caplog.text
+
+
 def test_one_batched_sweep_one_model_call_per_env_step(model, point_robot_dataset, monkeypatch):
     calls = []
     step = PromptDTModel.stream_step

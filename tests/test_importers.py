@@ -1,3 +1,5 @@
+import sys
+
 import gymnasium as gym
 import h5py
 import numpy as np
@@ -160,3 +162,33 @@ def test_minari_import_without_minari_says_how_to_install_it(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "minari", None)  # import minari raises ImportError
     with pytest.raises(ConfigError, match="pip install minari"):
         import_minari(["seqmeta/cheetah-vel-v0"], "cheetah-vel", tmp_path / "out")
+
+
+@pytest.mark.reliability("faults", "clear error, nothing written")
+def test_a_missing_optional_package_names_its_extra(tmp_path, monkeypatch):
+    """HDF5 import without h5py installed: one message naming `pip install 'seqmeta[hdf5]'`, nothing written."""
+    write_d4rl(tmp_path / "t0.hdf5")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # what `import h5py` meets when it is not installed
+    with pytest.raises(ConfigError, match=r"pip install 'seqmeta\[hdf5\]'"):
+        import_hdf5({0: tmp_path / "t0.hdf5"}, "cheetah-vel", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_extra_a_message_names_exists():
+    """Each `import_extra(module, extra, ...)` in seqmeta names an extra that pyproject.toml declares, and that
+    extra installs the module's package."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(seqmeta.__file__).parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    named = set()
+    for path in Path(seqmeta.__file__).parent.rglob("*.py"):
+        named |= set(re.findall(r'import_extra\(\s*"([\w.]+)",\s*"(\w+)"', path.read_text()))
+    assert {extra for _, extra in named} >= {"plots", "hdf5", "lora", "video", "minari"}
+    packages = {"av": "av", "h5py": "h5py", "matplotlib": "matplotlib", "peft": "peft", "minari": "minari"}
+    for module, extra in named:
+        assert extra in extras, f"import_extra names [{extra}], which pyproject.toml does not declare"
+        assert any(req.startswith(packages[module]) for req in extras[extra]), (module, extra, extras[extra])
+        assert extra in extras["all"][0], f"[all] leaves out [{extra}]"

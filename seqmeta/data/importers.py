@@ -14,7 +14,7 @@ import numpy as np
 
 from seqmeta.data.dataset import TrajectoryDataset, load_trajectories, write_dataset
 from seqmeta.data.episodes import Episodes
-from seqmeta.errors import ConfigError, DatasetFormatError, DatasetNotFoundError, TaskSelectionError
+from seqmeta.errors import ConfigError, DatasetFormatError, DatasetNotFoundError, TaskSelectionError, import_extra
 from seqmeta.tasks import TaskFamily, get_family
 
 # D4RL names first; MACAW's per-task files use the aliases on the right.
@@ -27,7 +27,7 @@ HDF5_KEYS = {
 
 
 def _read_hdf5(path: Path) -> dict[str, np.ndarray]:
-    import h5py
+    h5py = import_extra("h5py", "hdf5", "reading HDF5 files (seqmeta import-hdf5)")
 
     if not path.is_file():
         raise DatasetNotFoundError(f"HDF5 file {path} does not exist")
@@ -149,10 +149,7 @@ def import_minari(
     task is found from them. Otherwise give ``task_indices``, one per dataset. ``quality`` defaults
     to the dataset name without its version (``.../expert-v0`` -> ``expert``).
     """
-    try:
-        import minari
-    except ImportError as e:
-        raise ConfigError(f"importing Minari datasets needs the minari package ({e}): pip install minari") from None
+    minari = import_extra("minari", "minari", "importing Minari datasets")
 
     family = get_family(family) if isinstance(family, str) else family
     if task_indices is not None and len(task_indices) != len(dataset_ids):
