@@ -160,7 +160,7 @@ def test_minari_import_without_minari_says_how_to_install_it(tmp_path, monkeypat
     import sys
 
     monkeypatch.setitem(sys.modules, "minari", None)  # import minari raises ImportError
-    with pytest.raises(ConfigError, match="pip install minari"):
+    with pytest.raises(ConfigError, match=r"pip install 'seqmeta\[minari\]'"):
         import_minari(["seqmeta/cheetah-vel-v0"], "cheetah-vel", tmp_path / "out")
 
 
