@@ -249,3 +249,28 @@ def test_batched_cheetah_envs_are_the_gymnasium_envs_bit_for_bit(name):
     for key in slow.info:
         np.testing.assert_array_equal(fast.info[key], slow.info[key])
     assert len(fast.returns) == 12 and np.unique(fast.returns).size == 12
+
+
+def test_batched_envs_only_for_the_families_own_envs():
+    """A family made from a Cheetah family with an env of its own runs on gymnasium envs; a bad task parameter
+    is refused in the batched envs as the gymnasium env refuses it."""
+    import dataclasses
+
+    from gymnasium.vector import SyncVectorEnv
+
+    from seqmeta.rollout import make_vector_env
+    from seqmeta.tasks.locomotion import CheetahVelEnv
+
+    class Faster(CheetahVelEnv):
+        pass
+
+    gym.register("test/FasterCheetah-v0", entry_point=Faster, max_episode_steps=200)
+    own = dataclasses.replace(seqmeta.get_family("cheetah-vel"), name="faster", env_id="test/FasterCheetah-v0")
+    venv = make_vector_env(own.env_fns([{"goal_velocity": 1.0}] * 2))
+    assert isinstance(venv, SyncVectorEnv)
+    venv.close()
+    bad = seqmeta.get_family("cheetah-dir").env_fns([{"direction": 1.0}, {"direction": 0.5}])
+    with pytest.raises(ValueError, match="direction must be -1 or \\+1, got 0.5"):
+        make_vector_env(bad)
+    with pytest.raises(ValueError, match="direction must be -1 or \\+1, got 0.5"):
+        make_vector_env(bad, batched=False).reset(seed=0)

@@ -24,7 +24,7 @@ import numpy as np
 
 from seqmeta.errors import UnknownFamilyError
 from seqmeta.tasks.family import SearchPlan, TaskFamily, TaskSet
-from seqmeta.tasks.locomotion import sample_log_scales
+from seqmeta.tasks.locomotion import CheetahDirEnv, CheetahVelEnv, sample_log_scales
 from seqmeta.tasks.vector import cheetah_dir_rewards, cheetah_vector_env, cheetah_vel_rewards
 
 SEED = 1337
@@ -127,7 +127,7 @@ def _cheetah_vel() -> TaskFamily:
         goal_features=lambda p: np.asarray([p["goal_velocity"]], dtype=np.float32),
         sample_params=lambda rng: {"goal_velocity": float(rng.uniform(0.0, 3.0))},
         description="Run HalfCheetah at an unseen target velocity; reward -|v - v*| - 0.05||a||^2.",
-        vector_env=cheetah_vector_env(cheetah_vel_rewards),
+        vector_env=cheetah_vector_env(cheetah_vel_rewards, CheetahVelEnv),
     )
 
 
@@ -142,7 +142,7 @@ def _cheetah_dir() -> TaskFamily:
         goal_features=lambda p: np.asarray([p["direction"]], dtype=np.float32),
         sample_params=lambda rng: {"direction": float(rng.choice([-1.0, 1.0]))},
         description="Run HalfCheetah forward or backward; reward d * v - 0.05||a||^2.",
-        vector_env=cheetah_vector_env(cheetah_dir_rewards),
+        vector_env=cheetah_vector_env(cheetah_dir_rewards, CheetahDirEnv),
     )
 
 

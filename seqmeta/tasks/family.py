@@ -127,9 +127,9 @@ class TaskFamily:
             policy sees while acting. Never stored in datasets.
         sample_params: draws fresh task params (used to train goal-conditioned behavior policies).
         search: for sparse-reward families, how the ``search`` behavior looks for the goal (else None).
-        vector_env: ``(family, params) -> VectorEnv``, a batched implementation of the family's envs, one
-            per task params dict, step for step the same as its gymnasium envs (``seqmeta.tasks.vector``);
-            the rollout engine uses it where it can (else ``SyncVectorEnv``).
+        vector_env: ``(family, params) -> VectorEnv | None``, a batched implementation of the family's envs,
+            one per task params dict, step for step the same as its gymnasium envs (``seqmeta.tasks.vector``);
+            the rollout engine uses it where it can (where it returns None or is None: ``SyncVectorEnv``).
     """
 
     name: str

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -32,14 +31,13 @@ Reward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_velocity (N,), ctr
 
 
 class CheetahVectorEnv(VectorEnv):
-    """``num_envs`` HalfCheetah-v5 envs (``make_env()`` is one of them: its model and settings are used)
+    """``num_envs`` HalfCheetah-v5 envs (``template`` is one of them: its model and settings are used; closed here)
     whose rewards are ``reward(x_velocity, ctrl_cost)`` (vectorized, one task per env), episodes of
     ``horizon`` steps, reset in the step they end (``AutoresetMode.SAME_STEP``)."""
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}  # noqa: RUF012  (the gymnasium convention)
 
-    def __init__(self, make_env: Callable[[], gym.Env], reward: Reward, num_envs: int, horizon: int):
-        template = make_env()
+    def __init__(self, template: gym.Env, reward: Reward, num_envs: int, horizon: int):
         env = template.unwrapped
         self.model = env.model
         self.frame_skip, self.dt = env.frame_skip, env.dt
@@ -142,13 +140,22 @@ def cheetah_vel_rewards(params: Sequence[dict[str, Any]]) -> Reward:
 def cheetah_dir_rewards(params: Sequence[dict[str, Any]]) -> Reward:
     """``CheetahDirEnv``'s reward, d * v_x - ctrl, for envs with these task params."""
     direction = np.array([float(p.get("direction", 1.0)) for p in params])
+    bad = direction[(direction != 1) & (direction != -1)]
+    if len(bad):  # what CheetahDirEnv says when it is made with one
+        raise ValueError(f"direction must be -1 or +1, got {float(bad[0])!r}")
     return lambda x_velocity, ctrl: direction * x_velocity - ctrl
 
 
-def cheetah_vector_env(rewards: Callable[[Sequence[dict[str, Any]]], Reward]):
-    """A Cheetah family's ``vector_env``: ``(family, params)`` -> its envs batched, rewards from ``rewards(params)``."""
+def cheetah_vector_env(rewards: Callable[[Sequence[dict[str, Any]]], Reward], env_class: type):
+    """A Cheetah family's ``vector_env``: ``(family, params)`` -> its envs batched, rewards from ``rewards(params)``;
+    None (the engine then makes the gymnasium envs) when the family's env is not ``env_class`` (a family made
+    from this one with an env of its own)."""
 
-    def make(family, params: Sequence[dict[str, Any]]) -> CheetahVectorEnv:
-        return CheetahVectorEnv(partial(family.make_env, params[0]), rewards(params), len(params), family.horizon)
+    def make(family, params: Sequence[dict[str, Any]]) -> CheetahVectorEnv | None:
+        template = family.make_env(params[0])
+        if type(template.unwrapped) is not env_class:
+            template.close()
+            return None
+        return CheetahVectorEnv(template, rewards(params), len(params), family.horizon)
 
     return make
