@@ -461,11 +461,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             if i == last:  # from here on only the state token
                 q, mask, n = q[:, :, STATE:], mask[:, :, STATE:], 1
                 hidden = hidden.view(batch, TOKENS_PER_STEP, width)[:, STATE]
-            if n > 1:  # a few queries per env: two batched products beat the fused kernel's per-env overhead
-                scores = torch.matmul(q, keys.transpose(-1, -2)).mul_(scaling).masked_fill_(~mask, float("-inf"))
-                out = torch.matmul(torch.softmax(scores, dim=-1), values)
-            else:
-                out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
             hidden = torch.addmm(hidden, out.transpose(1, 2).reshape(batch * n, width), proj_w).add_(proj_b)
             x = act(torch.addmm(fc_b, F.layer_norm(hidden, shape, *norm_2), fc_w))
             hidden = torch.addmm(hidden, x, out_w).add_(out_b)
