@@ -2,9 +2,11 @@
 
     python eval/reference_returns.py                          # every family and task set
     python eval/reference_returns.py --family cheetah-vel     # one family
+    python eval/reference_returns.py --family cheetah-vel --install
 
-Writes ``seqmeta/tasks/reference_returns.json`` (merged with what is there) and prints, per task,
-the random and expert mean returns side by side. A family without a shipped expert gets only its
+Writes ``--output`` (default ``outputs/reference_returns.json``; with ``--install`` the package's own
+``seqmeta/tasks/reference_returns.json``, which normalized scores use), merged with the package's table,
+and prints, per task, the random and expert mean returns side by side. A family without a shipped expert gets only its
 random returns (expert: null), and scores on it cannot be normalized yet.
 """
 
@@ -29,7 +31,12 @@ def main() -> None:
     parser.add_argument("--family", action="append", help="family to measure (repeatable; default: all)")
     parser.add_argument("--episodes", type=int, default=10, help="episodes per task and policy")
     parser.add_argument("--seed", type=int, default=2026, help="evaluation seed (not a collection seed)")
+    parser.add_argument("--output", default="outputs/reference_returns.json", help="the table to write")
+    parser.add_argument("--install", action="store_true", help="write the package's table (normalized scores use it)")
     args = parser.parse_args()
+    out = TABLE if args.install else Path(args.output)
+    if out.resolve() == TABLE.resolve() and not args.install:
+        parser.error(f"--output {out} is the package's shipped table: pass --install to replace it")
 
     table = json.loads(TABLE.read_text()) if TABLE.exists() else {}
     for name in args.family or list_families():
@@ -54,8 +61,8 @@ def main() -> None:
             test = list(task_set.test_indices)
             exp_test = f"{np.mean(expert[test]):.2f}" if expert is not None else "-"
             print(f"test-task mean: random {np.mean(random[test]):.2f}, expert {exp_test}")
-    atomic_write_json(TABLE, table)
-    print(f"\nwrote {TABLE}")
+    atomic_write_json(out, table)
+    print(f"\nwrote {out}" + ("" if args.install else " (--install writes the package's table)"))
 
 
 if __name__ == "__main__":

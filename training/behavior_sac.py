@@ -2,11 +2,13 @@
 
     python training/behavior_sac.py train --family cheetah-vel            # ~40 min on one core
     python training/behavior_sac.py train --family cheetah-vel            # again: resumes
-    python training/behavior_sac.py export --family cheetah-vel           # -> seqmeta/behavior/weights/
+    python training/behavior_sac.py export --family cheetah-vel           # -> runs/behavior/cheetah-vel/export
+    python training/behavior_sac.py export --family cheetah-vel --install # -> seqmeta/behavior/weights/ (ships)
 
 Training checkpoints every ``--checkpoint-every`` steps and resumes from the latest checkpoint when
 run again on the same ``--output-dir``. Export picks snapshots by their logged evaluation returns
-(see ``seqmeta.behavior.export``) and writes them as safetensors inside the package.
+(see ``seqmeta.behavior.export``) and writes them as safetensors into the run's ``export/`` folder; only
+``--install`` replaces the weights shipped inside the package (what ``collect`` then uses).
 """
 
 import argparse
@@ -28,6 +30,9 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=BehaviorTrainConfig.checkpoint_every)
     parser.add_argument("--eval-every", type=int, default=BehaviorTrainConfig.eval_every)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--install", action="store_true", help="export: replace the package's shipped weights (default: RUN/export)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     run = Path(args.output_dir or f"runs/behavior/{args.family}")
@@ -42,7 +47,9 @@ def main() -> None:
         )
         train_behavior_policy(config)
     else:
-        export_skill_levels(args.family, run, WEIGHTS / args.family)
+        target = WEIGHTS / args.family if args.install else run / "export"
+        export_skill_levels(args.family, run, target)
+        print(f"exported to {target}" + ("" if args.install else " (--install ships them in the package)"))
 
 
 if __name__ == "__main__":

@@ -196,8 +196,8 @@ class TaskFamily:
         lo, hi = ref["random"][task_index], ref["expert"][task_index]
         if lo is None or hi is None or math.isclose(lo, hi):
             raise TaskSelectionError(
-                f"no reference returns for {self.name} task {task_index}; run "
-                f"`python eval/reference_returns.py --family {self.name}` to measure them"
+                f"no reference returns for {self.name} task {task_index}; measure them into the package's table "
+                f"with: python eval/reference_returns.py --family {self.name} --install"
             )
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
