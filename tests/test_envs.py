@@ -270,7 +270,7 @@ def test_batched_envs_only_for_the_families_own_envs():
     assert isinstance(venv, SyncVectorEnv)
     venv.close()
     bad = seqmeta.get_family("cheetah-dir").env_fns([{"direction": 1.0}, {"direction": 0.5}])
-    with pytest.raises(ValueError, match="direction must be -1 or \\+1, got 0.5"):
+    with pytest.raises(ValueError, match=r"direction must be -1 or \+1, got 0.5"):
         make_vector_env(bad)
-    with pytest.raises(ValueError, match="direction must be -1 or \\+1, got 0.5"):
+    with pytest.raises(ValueError, match=r"direction must be -1 or \+1, got 0.5"):
         make_vector_env(bad, batched=False).reset(seed=0)
