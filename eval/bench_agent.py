@@ -62,6 +62,18 @@ def window(n: int, steps: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     )
 
 
+def hf_forward(hf: DecisionTransformerModel, steps: dict[str, torch.Tensor], mask: torch.Tensor):
+    """HF's DT on a window of steps in seqmeta's array names (rewards and returns as (B, T, 1))."""
+    return hf(
+        states=steps["observation"],
+        actions=steps["action"],
+        rewards=steps["reward"][..., None],
+        returns_to_go=steps["return_to_go"][..., None],
+        timesteps=steps["timestep"],
+        attention_mask=mask,
+    )
+
+
 def bench_inference(ours, hf, batches, prompts, calls: int, repeats: int) -> list[dict]:
     """Seconds per action, median over ``repeats`` rounds in which every case runs ``calls`` times in turn."""
     rng, g = np.random.default_rng(0), torch.Generator().manual_seed(0)
@@ -94,15 +106,7 @@ def bench_inference(ours, hf, batches, prompts, calls: int, repeats: int) -> lis
 
             @torch.no_grad()
             def hf_step(hf_win=hf_win, hf_mask=hf_mask):
-                out = hf(
-                    states=hf_win["observation"],
-                    actions=hf_win["action"],
-                    rewards=hf_win["reward"][..., None],
-                    returns_to_go=hf_win["return_to_go"][..., None],
-                    timesteps=hf_win["timestep"],
-                    attention_mask=hf_mask,
-                )
-                return out.action_preds[:, -1].numpy()
+                return hf_forward(hf, hf_win, hf_mask).action_preds[:, -1].numpy()
 
             agent.reset()
             agent.act(obs)
@@ -134,14 +138,7 @@ def bench_training(ours: PromptDTModel, hf: DecisionTransformerModel, batch: int
             if name.startswith("seqmeta"):
                 loss = model(**hist, prompt=prompt if name == "seqmeta" else None, return_loss=True).loss
             else:
-                out = model(
-                    states=hist["observation"],
-                    actions=hist["action"],
-                    rewards=hist["reward"][..., None],
-                    returns_to_go=hist["return_to_go"][..., None],
-                    timesteps=hist["timestep"],
-                    attention_mask=mask,
-                )
+                out = hf_forward(model, hist, mask)
                 loss = (out.action_preds - hist["action"]).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -161,6 +158,8 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    if min(args.calls, args.repeats, args.threads, args.train_batch) < 1:
+        parser.error("--calls, --repeats, --threads and --train-batch must be at least 1")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours = PromptDTModel(

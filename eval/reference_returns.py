@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--output", default="outputs/reference_returns.json", help="the table to write")
     parser.add_argument("--install", action="store_true", help="write the package's table (normalized scores use it)")
     args = parser.parse_args()
+    if args.episodes < 1:
+        parser.error(f"--episodes must be at least 1, got {args.episodes}")
     out = TABLE if args.install else Path(args.output)
     if out.resolve() == TABLE.resolve() and not args.install:
         parser.error(f"--output {out} is the package's shipped table: pass --install to replace it")

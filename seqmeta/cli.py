@@ -292,7 +292,8 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
         p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
         p.set_defaults(func=cmd_run)
         if verb in options_of:
-            cls, run = getattr(import_module(module), config_name), getattr(import_module(module), run_name)
+            source = import_module(module)
+            cls, run = getattr(source, config_name), getattr(source, run_name)
             p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags here override it")
             add_config_options(p, cls)
             p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")

@@ -119,7 +119,7 @@ class CheetahVectorEnv(VectorEnv):
         truncated = self.elapsed >= self.horizon
         observations = self._observations()
         if truncated.any():
-            info = {k: v for k, v in info.items()} | {"final_obs": observations.copy(), "final_info": dict(info)}
+            info = info | {"final_obs": observations.copy(), "final_info": info}
             for i in np.flatnonzero(truncated):
                 self._reset_env(i)
             observations = self._observations()

@@ -109,10 +109,18 @@ class PromptDTConfig(PreTrainedConfig):
         ):
             if len(getattr(self, name)) != width:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries; the config says {width}")
-        for name in ("state_dim", "act_dim", "hidden_size", "num_layers", "num_heads", "context_length"):
+        for name in (
+            "state_dim",
+            "act_dim",
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "context_length",
+            "max_timestep",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}; it must be at least 1")
-        for name in ("prompt_length", "num_prompt_segments", "max_timestep"):
+        for name in ("prompt_length", "num_prompt_segments"):
             if self.use_prompt and int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} is {getattr(self, name)}; a prompted model needs at least 1")
         if self.hidden_size % self.num_heads:
