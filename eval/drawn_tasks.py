@@ -38,12 +38,16 @@ def main() -> None:
     for name in ("tasks", "episodes", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.rounds < 2:
+        parser.error(f"--rounds must be at least 2 (round 0, then rounds read from it), got {args.rounds}")
     if not args.model and not args.behavior:
         parser.error("name at least one --model or --behavior")
     if args.seed < 0:
         parser.error(f"--seed must be 0 or more, got {args.seed}")
 
+    from seqmeta.behavior.policies import load_behavior_policy
     from seqmeta.data.collect import collect_episodes
+    from seqmeta.errors import SeqmetaError
     from seqmeta.evaluation import own_rounds
     from seqmeta.models import load_model
     from seqmeta.tasks import get_family
@@ -68,14 +72,21 @@ def main() -> None:
     def report(name: str, per_task: list[np.ndarray]) -> None:
         normalized = np.stack([100 * (r - low) / (high - low) for r in per_task])  # (rounds, tasks)
         rounds = " / ".join(f"{s:.1f}" for s in normalized.mean(1))
-        worst = normalized[1:4].mean(0).min()
-        mean = normalized[1:4].mean()
-        print(f"  {name}: rounds 0..{len(per_task) - 1} {rounds}; rounds 1-3 {mean:.1f} (worst task {worst:.1f})")
+        scored = normalized[1:4]  # rounds 1-3, or fewer
+        worst, mean = scored.mean(0).min(), scored.mean()
+        label = f"rounds 1-{len(scored)}"
+        print(f"  {name}: rounds 0..{len(per_task) - 1} {rounds}; {label} {mean:.1f} (worst task {worst:.1f})")
 
     for quality in args.behavior:
-        trials = collect_episodes(family, quality, params * args.episodes, args.rounds, args.seed, progress=False)
-        if not trials.trial_episode.any():
+        try:
+            trial = load_behavior_policy(family, quality, 1).trial_episodes
+        except SeqmetaError as e:
+            parser.error(str(e))
+        if trial == 1:
             parser.error(f"--behavior {quality} has no trials (episodes that remember earlier ones): use search")
+        if trial != args.rounds:
+            parser.error(f"--behavior {quality} runs trials of {trial} episodes: --rounds must be {trial}")
+        trials = collect_episodes(family, quality, params * args.episodes, args.rounds, args.seed, progress=False)
         task, returns = trials.task_index % args.tasks, trials.episode_returns
         rounds = [trials.trial_episode == r for r in range(args.rounds)]
         report(quality, [np.bincount(task[r], returns[r], minlength=args.tasks) / args.episodes for r in rounds])
