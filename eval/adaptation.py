@@ -1,6 +1,6 @@
 """Adapting without demonstrations: expert demo vs no prompt vs own exploration, over training seeds.
 
-    python eval/adaptation.py --family cheetah-vel --recipe training/cheetah_vel_own.yaml \
+    python eval/adaptation.py --family cheetah-vel --recipe cheetah_vel_own \
         --data data/cheetah-vel-all --output-dir runs/adaptation/cheetah-vel --seeds 0,1,2 --eval-seeds 2026,2027
 
 For each training seed it meta-trains the recipe (skipped when its model exists; a killed run resumes)

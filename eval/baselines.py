@@ -1,6 +1,6 @@
 """Baselines from the same code and data, in one table: held-out tasks, one evaluation protocol.
 
-    python eval/baselines.py --recipe training/point_robot.yaml --data outputs/demo/data/point-robot \
+    python eval/baselines.py --recipe point_robot --data outputs/demo/data/point-robot \
         --out outputs/baselines/point-robot
 
 Variants, each meta-trained with the recipe (only the conditioning switched) unless --use gives a

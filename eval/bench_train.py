@@ -13,7 +13,7 @@ clipping:
   prompt: it has none), sampling included, action MSE.
 
 Rows: segments of K steps (the same 60 history tokens on both sides; seqmeta adds a 5-step prompt),
-and seqmeta at the recipe's segment of 30 steps (what training/cheetah_vel.yaml runs).
+and seqmeta at the recipe's segment of 30 steps (what cheetah_vel runs).
 """
 
 from __future__ import annotations

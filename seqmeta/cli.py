@@ -1,6 +1,7 @@
 """The ``seqmeta`` command line: one verb per step of the data flow.
 
 seqmeta families                      list task families, task sets, splits and behavior levels
+seqmeta recipes                       list the shipped training recipes (--config NAME takes them)
 seqmeta collect ...                   roll out behavior policies into a dataset
 seqmeta import-hdf5 ...               D4RL-style HDF5 files (one per task) into a dataset
 seqmeta import-minari ...             Minari datasets into a dataset
@@ -47,6 +48,19 @@ def cmd_families(args: argparse.Namespace) -> None:
         for set_name, ts in family.task_sets.items():
             default = " (default)" if set_name == family.default_task_set else ""
             print(f"  task set {set_name}{default}: {len(ts)} tasks, test {list(ts.test_indices)}; {ts.description}")
+
+
+def cmd_recipes(args: argparse.Namespace) -> None:
+    from seqmeta.recipes import find_recipe, list_recipes, recipe_summary, recipes_dir
+
+    if args.path:
+        print(find_recipe(args.path))
+        return
+    recipes = list_recipes()
+    width = max(map(len, recipes))
+    for name, path in recipes.items():
+        print(f"{name:<{width}}  {recipe_summary(path)}")
+    print(f"\n(files in {recipes_dir()}; `seqmeta recipes --path NAME` prints one's path)")
 
 
 def cmd_collect(args: argparse.Namespace) -> None:
@@ -225,6 +239,10 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
     p = verbs.add_parser("families", help="list task families, task sets, splits and behavior levels")
     p.set_defaults(func=cmd_families)
 
+    p = verbs.add_parser("recipes", help="list the shipped recipes (train --config NAME runs one)")
+    p.add_argument("--path", metavar="NAME", default=None, help="print the file of one recipe (e.g. accelerate/ddp)")
+    p.set_defaults(func=cmd_recipes)
+
     def dataset_target(p: argparse.ArgumentParser) -> None:
         p.add_argument("--family", required=True, help="task family, e.g. cheetah-vel (see `seqmeta families`)")
         p.add_argument("--task-set", default=None, help="named task list of the family (default: its default)")
@@ -289,12 +307,16 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
             "explore the training tasks without rewards, label with the reward head, meta-train on it",
         ),
     ):
-        p = verbs.add_parser(verb, help=f"{what} (recipes: training/*.yaml; checkpoints, --resume)")
+        p = verbs.add_parser(verb, help=f"{what} (recipes: `seqmeta recipes`; checkpoints, --resume)")
         p.set_defaults(func=cmd_run)
         if verb in options_of:
             source = import_module(module)
             cls, run = getattr(source, config_name), getattr(source, run_name)
-            p.add_argument("--config", default=None, help="a YAML recipe (training/*.yaml); flags here override it")
+            p.add_argument(
+                "--config",
+                default=None,
+                help="a YAML recipe: a file or a shipped recipe's name (`seqmeta recipes`); flags override it",
+            )
             add_config_options(p, cls)
             p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --output-dir")
             p.set_defaults(config_class=cls, run=run)

@@ -1,10 +1,11 @@
 """Typed configs: dataclasses with help text per field, read from YAML recipes, overridden on the command line.
 
 Every run config of seqmeta (training, fine-tuning) is a dataclass whose fields are declared with
-``option(default, help)``. The same code turns one into command-line flags, reads a recipe
-(``training/*.yaml``), checks names and types, and writes the resolved config beside what a run produces:
+``option(default, help)``. The same code turns one into command-line flags, reads a recipe (a YAML
+file or a shipped one in ``seqmeta/recipes/``), checks names and types, and writes the resolved config
+beside what a run produces:
 
-    config = load_config(TrainConfig, "training/point_robot.yaml", {"max_steps": 100})
+    config = load_config(TrainConfig, "point_robot", {"max_steps": 100})  # or a path
     save_config(config, "outputs/run/train_config.yaml")
 
 Precedence: field default < recipe < explicit overrides. Unknown keys and wrong types are errors that
@@ -103,7 +104,7 @@ def config_from_dict(cls: type[C], values: dict[str, Any], source: str = "config
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; recipes live in training/*.yaml")
+        raise ConfigError(f"config file {path} does not exist; `seqmeta recipes` lists the shipped recipes")
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -116,7 +117,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(cls: type[C], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> C:
-    """Field defaults, then the YAML recipe at ``path`` (if any), then ``overrides``."""
+    """Field defaults, then the YAML recipe at ``path`` (a file, or a shipped recipe's name), then ``overrides``."""
+    if path:
+        from seqmeta.recipes import resolve_config_path
+
+        path = resolve_config_path(path)
     values = read_yaml(path) if path else {}
     config_from_dict(cls, values, str(path))  # report a recipe's own mistakes against its file
     return config_from_dict(cls, {**values, **(overrides or {})}, str(path or "config"))

@@ -43,7 +43,7 @@ def test_shipped_experts_earn_their_reference_returns_measured_again(name):
 
 def test_families_without_an_expert_say_how_to_get_one():
     ant = seqmeta.get_family("ant-dir")
-    with pytest.raises(BehaviorPolicyError, match=r"training/behavior_sac\.py"):
+    with pytest.raises(BehaviorPolicyError, match=r"python -m seqmeta\.behavior"):
         load_behavior_policy(ant, "expert", 1)
     assert load_behavior_policy(ant, "random", 2).act(
         np.zeros((2, 27)), np.zeros((2, 2)), np.random.default_rng(0)

@@ -30,12 +30,11 @@ def test_demo_pipeline_end_to_end_at_small_scale(tmp_path, capsys):
 
 
 def test_the_demos_cheetah_model_is_the_small_recipe():
-    from pathlib import Path
 
     from seqmeta.configs import load_config
     from seqmeta.demo import DEMO_FAMILIES
     from seqmeta.trainer import TrainConfig
 
-    recipe = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "training" / "cheetah_vel_small.yaml")
+    recipe = load_config(TrainConfig, "cheetah_vel_small")
     spec = next(f for f in DEMO_FAMILIES if f.name == "cheetah-vel")
     assert {k: getattr(recipe, k) for k in spec.train} == spec.train

@@ -4,8 +4,6 @@ Only a prompt (5 steps of an expert episode of that goal, carrying its rewards) 
 goal is, so a prompted model must score far above the same recipe trained without prompts.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,9 +11,10 @@ import seqmeta
 from seqmeta.configs import load_config
 from seqmeta.data.collect import collect_dataset
 from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.recipes import recipes_dir
 from seqmeta.trainer import TrainConfig, train
 
-RECIPES = Path(__file__).resolve().parents[1] / "training"
+RECIPES = recipes_dir()
 
 
 def recipe(data, out, **kwargs) -> TrainConfig:
@@ -96,7 +95,7 @@ def test_own_exploration_beats_no_prompt_on_held_out_goals(tmp_path):
 @pytest.mark.slow
 def test_own_exploration_finds_sparse_goals_a_model_without_prompts_misses(tmp_path):
     """Point-Robot-sparse, the case SMAC was made for: a missed goal gives no reward at all. The model
-    trained on the search level's trials (``training/point_robot_sparse_own.yaml``) searches in round 0
+    trained on the search level's trials (``point_robot_sparse_own``) searches in round 0
     and, prompted with its own earlier episodes, goes where they found reward or searches on."""
     data = collect_dataset("point-robot-sparse", "search", str(tmp_path / "prs"), episodes_per_task=12, progress=False)
     values = dict(data=str(data.path), max_steps=1200, report_to="none", eval_every=0)

@@ -16,6 +16,7 @@ from seqmeta.cli import main
 from seqmeta.configs import load_config, save_config
 from seqmeta.errors import ConfigError
 from seqmeta.finetune import FinetuneConfig
+from seqmeta.recipes import find_recipe, list_recipes
 from seqmeta.results import read_log
 from seqmeta.trainer import TrainConfig, train
 
@@ -134,13 +135,13 @@ def test_gpu_launch_configs_on_a_machine_without_the_gpus_are_refused_and_the_cp
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     args = ["-m", "seqmeta", "train", "--data", str(point_robot_dataset.path), "--max-steps", "4"]
     args += ["--batch-size", "8", "--hidden-size", "16", "--num-layers", "1", "--report-to", "none"]
-    for config in ("ddp.yaml", "fsdp.yaml"):
+    for config in ("ddp", "fsdp"):
         launch = [
             sys.executable,
             "-m",
             "accelerate.commands.launch",
             "--config_file",
-            str(REPO / "training" / "accelerate" / config),
+            str(find_recipe(f"accelerate/{config}")),
         ]
         out = tmp_path / config
         done = subprocess.run(
@@ -167,7 +168,7 @@ def test_fsdp_launch_config_trains_in_bf16_and_resumes_on_gpus(point_robot_datas
     """The shipped FSDP2 config (bf16) on every GPU of the machine: trains, saves a loadable model, resumes.
     accelerate runs FSDP on GPUs only; on CPUs the DDP variants above cover bf16 and the unused parameters."""
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
-    launch += [str(REPO / "training" / "accelerate" / "fsdp.yaml"), "--num_processes", str(torch.cuda.device_count())]
+    launch += [str(find_recipe("accelerate/fsdp")), "--num_processes", str(torch.cuda.device_count())]
     args = ["-m", "seqmeta", "train", "--data", str(point_robot_dataset.path), "--output-dir", str(tmp_path / "f")]
     args += ["--batch-size", "8", "--hidden-size", "32", "--num-layers", "2", "--report-to", "none"]
     args += ["--checkpoint-every", "2", "--mixed-precision", "bf16"]
@@ -243,7 +244,7 @@ def test_bad_recipes_are_refused_with_the_fix(tmp_path, capsys):
     assert load_config(TrainConfig, None, {"learning_rate": 1}).learning_rate == 1.0  # an int is a fine float
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "training").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("recipe", sorted(p for n, p in list_recipes().items() if "/" not in n), ids=lambda p: p.name)
 def test_shipped_recipes_are_valid(recipe):
     from seqmeta.selfsupervise import SelfSuperviseConfig
 
@@ -299,3 +300,16 @@ def test_resume_never_unpickles_a_file_it_did_not_write(point_robot_dataset, tmp
     with pytest.raises(ConfigError, match="tampered"):
         train(tiny_config(point_robot_dataset.path, run, 8), resume=True)
     assert not marker.exists()
+
+
+def test_shipped_recipes_run_by_name(capsys):
+    by_name = load_config(TrainConfig, "point_robot")
+    assert by_name == load_config(TrainConfig, find_recipe("point-robot.yaml"))
+    assert by_name.data == "outputs/demo/data/point-robot"
+    with pytest.raises(ConfigError, match=r"no shipped recipe of that name; shipped: .*cheetah_vel_own"):
+        load_config(TrainConfig, "cheetah_vell")
+    assert main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    assert "point_robot_sparse_own" in listing and "accelerate/ddp" in listing
+    assert main(["recipes", "--path", "accelerate/ddp"]) == 0
+    assert capsys.readouterr().out.strip().endswith("recipes/accelerate/ddp.yaml")

@@ -70,7 +70,7 @@ def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     levels = {
         "family": family_name,
-        "recipe": f"python training/behavior_sac.py train --family {family_name} "
+        "recipe": f"python -m seqmeta.behavior train --family {family_name} "
         f"--total-steps {config['total_steps']} --seed {config['seed']}",
         "levels": {
             "expert": {"snapshots": [names[best]], "deterministic": True},

@@ -302,7 +302,7 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     if quality not in available_qualities(family):
         raise BehaviorPolicyError(
             f"no {quality!r} behavior policy for {family.name}; available: {available_qualities(family)}. "
-            f"Train one with `python training/behavior_sac.py train --family {family.name}` and export it."
+            f"Train one with `python -m seqmeta.behavior train --family {family.name}` and export it."
         )
     space = family.action_space
     if quality == "random":

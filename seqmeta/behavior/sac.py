@@ -3,8 +3,8 @@
 Papers train one SAC per task (25-50 CPU core-hours per family). seqmeta trains one SAC per family
 instead, with the task's goal features appended to the observation while acting (never stored in
 datasets); its snapshots along training are the family's skill levels. See
-``training/behavior_sac.py`` for the recipe and ``seqmeta.behavior.policies`` for how the shipped
-actors are used.
+``python -m seqmeta.behavior`` (``seqmeta/behavior/__main__.py``) for the recipe and
+``seqmeta.behavior.policies`` for how the shipped actors are used.
 """
 
 from __future__ import annotations

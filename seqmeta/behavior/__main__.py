@@ -1,9 +1,9 @@
 """Recipe: train a family's goal-conditioned SAC behavior policy, then export its skill levels.
 
-    python training/behavior_sac.py train --family cheetah-vel            # ~40 min on one core
-    python training/behavior_sac.py train --family cheetah-vel            # again: resumes
-    python training/behavior_sac.py export --family cheetah-vel           # -> runs/behavior/cheetah-vel/export
-    python training/behavior_sac.py export --family cheetah-vel --install # -> seqmeta/behavior/weights/ (ships)
+    python -m seqmeta.behavior train --family cheetah-vel            # ~40 min on one core
+    python -m seqmeta.behavior train --family cheetah-vel            # again: resumes
+    python -m seqmeta.behavior export --family cheetah-vel           # -> runs/behavior/cheetah-vel/export
+    python -m seqmeta.behavior export --family cheetah-vel --install # -> seqmeta/behavior/weights/ (ships)
 
 Training checkpoints every ``--checkpoint-every`` steps and resumes from the latest checkpoint when
 run again on the same ``--output-dir``. Export picks snapshots by their logged evaluation returns
@@ -18,11 +18,13 @@ from pathlib import Path
 from seqmeta.behavior.export import export_skill_levels
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "seqmeta" / "behavior" / "weights"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m seqmeta.behavior", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("verb", choices=["train", "export"])
     parser.add_argument("--family", default="cheetah-vel")
     parser.add_argument("--output-dir", default=None, help="run folder (default runs/behavior/FAMILY)")
