@@ -38,6 +38,8 @@ _LAZY = {
     "push_model": "seqmeta.hub",
     "push_dataset": "seqmeta.hub",
     "load_model": "seqmeta.models",
+    "list_pretrained": "seqmeta.pretrained",
+    "pretrained_path": "seqmeta.pretrained",
 }
 
 
@@ -69,8 +71,10 @@ __all__ = [
     "finetune",
     "get_family",
     "list_families",
+    "list_pretrained",
     "load_model",
     "load_trajectories",
+    "pretrained_path",
     "prompts_from_episodes",
     "push_dataset",
     "push_model",

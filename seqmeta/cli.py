@@ -11,7 +11,7 @@ seqmeta finetune --model DIR ...      adapt a trained model to new tasks (full, 
 seqmeta self-supervise --model DIR ...  explore training tasks reward-free, label, meta-train on it
 seqmeta eval --model DIR ...          evaluate in-context adaptation on held-out tasks
 seqmeta push --model DIR --repo-id ID  publish a model (with its card) or --dataset DIR to the Hub
-seqmeta pull --dataset ID --output-dir DIR  download a published dataset
+seqmeta pull --model|--dataset ID --output-dir DIR  download a published model or dataset
 seqmeta demo                          the main job on its embedded default
 """
 
@@ -38,13 +38,21 @@ def _command_line(argv: Sequence[str] | None) -> str:
 
 
 def cmd_families(args: argparse.Namespace) -> None:
+    import json
+
     from seqmeta.behavior.policies import available_qualities
+    from seqmeta.pretrained import list_pretrained
     from seqmeta.tasks import get_family, list_families
 
+    shipped: dict[str, list[str]] = {}
+    for model_name, folder in list_pretrained().items():
+        shipped.setdefault(json.loads((folder / "config.json").read_text())["family"], []).append(model_name)
     for name in list_families():
         family = get_family(name)
         print(f"{name}: {family.description}")
         print(f"  env {family.env_id}, horizon {family.horizon}, behavior: {', '.join(available_qualities(family))}")
+        if name in shipped:
+            print(f"  shipped model: {', '.join(shipped[name])} (seqmeta.load_model(NAME), seqmeta eval --model NAME)")
         for set_name, ts in family.task_sets.items():
             default = " (default)" if set_name == family.default_task_set else ""
             print(f"  task set {set_name}{default}: {len(ts)} tasks, test {list(ts.test_indices)}; {ts.description}")
@@ -177,6 +185,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
         first = load_results(path)["settings"][0]
         baselines[name] = first["normalized"] if first["normalized"] is not None else first["mean_return"]
     model = load_model(args.model)
+    shipped_demos = Path(str(model.name_or_path)) / "demos"
+    if not protocol.data and (shipped_demos / "seqmeta.json").is_file():  # a model folder that carries its demos
+        protocol.data = str(shipped_demos)
+        print(f"data: the model's own demos, {shipped_demos}")
     results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines, videos=args.video)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")
@@ -194,8 +206,14 @@ def cmd_push(args: argparse.Namespace) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> None:
-    from seqmeta.hub import pull_dataset
+    from seqmeta.hub import pull_dataset, pull_model
 
+    if args.model:
+        if args.quality:
+            raise ConfigError("--quality picks quality levels of a dataset; a model is pulled whole (drop --quality)")
+        folder = pull_model(args.model, args.out, revision=args.revision, overwrite=args.overwrite)
+        print(f"model saved to {folder} (the repository's files as published)")
+        return
     qualities = [q.strip() for q in args.quality.split(",")] if args.quality else None
     folder = pull_dataset(args.dataset, args.out, qualities=qualities, revision=args.revision, overwrite=args.overwrite)
     print(f"dataset saved to {folder}")
@@ -328,7 +346,9 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
 
     p = verbs.add_parser("push", help="publish a model (config, weights, results, plots, card) or a dataset to the Hub")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="a model folder (`seqmeta train` model/, with eval_results.json and plots)")
+    what.add_argument(
+        "--model", help="a model folder (`seqmeta train` model/, with eval_results.json), a shipped model or a Hub id"
+    )
     what.add_argument("--dataset", help="a dataset folder (`seqmeta collect` output)")
     p.add_argument("--repo-id", required=True, help="the Hub repository, e.g. you/cheetah-vel-prompt-dt")
     p.add_argument("--private", action="store_true", help="create the repository private")
@@ -337,9 +357,11 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
     p.add_argument("--dataset-repo", default=None, help="the Hub dataset the model was trained on (named in the card)")
     p.set_defaults(func=cmd_push)
 
-    p = verbs.add_parser("pull", help="download a published dataset into a local dataset folder")
-    p.add_argument("--dataset", required=True, help="the Hub dataset repository")
-    p.add_argument("--output-dir", dest="out", required=True, help="the local dataset folder to create")
+    p = verbs.add_parser("pull", help="download a published model or dataset into a local folder")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="the Hub model repository (its files, byte for byte)")
+    what.add_argument("--dataset", help="the Hub dataset repository")
+    p.add_argument("--output-dir", dest="out", required=True, help="the local folder to create")
     p.add_argument("--quality", default=None, help="quality levels (configs) to take, comma-separated (default: all)")
     p.add_argument("--revision", default=None)
     p.add_argument("--overwrite", action="store_true", help="replace --output-dir if it is a folder seqmeta wrote")

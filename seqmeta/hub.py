@@ -33,7 +33,9 @@ MODEL_FILE_PATTERNS = (
     "model.safetensors",
     "*_config.yaml",
     "finetune_data.json",
+    "train_data.json",
     "eval_results.json",
+    "demos/*",
     "*.png",
     "*.mp4",
 )
@@ -77,8 +79,18 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
         f"target return rule `{p['target_return']}`; {p['episodes']} episodes per task and setting; "
         f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(map(str, tasks))})."
     )
+    flags = [
+        f"--tasks {p['tasks']}",
+        f"--prompt-source {p['prompt_source']}",
+        f"--prompt-trajectories {','.join(str(s['prompt_trajectories']) for s in r['settings'])}",
+        f"--target-return {p['target_return']}",
+        f"--episodes {p['episodes']}",
+        f"--seed {p['seed']}",
+    ]
     return r | {
         "file": name,
+        "eval_flags": " ".join(flags),
+        "most_demos": max(s["prompt_trajectories"] for s in r["settings"]) if p["prompt_source"] != "own" else 0,
         "title": f"{r['family']}, held-out tasks, "
         + ("own exploration" if own else "no prompt" if prompts == "no prompt" else f"{p['prompt_source']} prompts"),
         "protocol_text": text,
@@ -103,6 +115,8 @@ def _model_index(results: list[dict[str, Any]], family, task_set) -> list:
                 dataset_split="test",
             )
             label = f"{r['protocol']['prompt_source']} prompts, {what} {s['prompt_trajectories']}"
+            if s["prompt_trajectories"] == 0 and r["protocol"]["prompt_source"] != "own":
+                label = "no prompt"
             entries.append(
                 EvalResult(
                     **common,
@@ -158,7 +172,12 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     )
     template = resources.files("seqmeta") / "templates" / "model_card.md.j2"
     num_parameters = _count_parameters(folder / "model.safetensors")
-    seen = _what_the_model_saw(folder, task_set)
+    train_data = json.loads((folder / "train_data.json").read_text()) if (folder / "train_data.json").is_file() else {}
+    if train_data.get("family") != family.name or train_data.get("task_set") != task_set.name:
+        train_data = {}  # written for another family or task set than config.json names: not this model's
+    train_tasks = train_data.get("train_tasks") or list(task_set.train_indices)
+    seen = _what_the_model_saw(folder, task_set, train_tasks)
+    demos_needed = max(r["most_demos"] for r in results) if results else 4 if cfg.use_prompt else 0
     target = "float(demos.episodes['return'].max())" if cfg.use_prompt else "0.0"
     if results and not cfg.use_prompt:  # the target the evaluation used
         target = f"{results[0]['settings'][0]['per_task'][0]['target_return']:.4g}"
@@ -179,16 +198,21 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         run_config_file=run_config_file,
         target_return=target,
         seen=seen,
+        train_tasks=train_tasks,
+        task_rows=lambda indices: [{"index": t, "text": task_set.describe(t)} for t in indices],
+        train_data=train_data,
+        demos_needed=demos_needed,
+        has_demos=(folder / "demos" / "seqmeta.json").is_file(),
         version=__version__,
     )
     check_card(card, folder)
     return card
 
 
-def _what_the_model_saw(folder: Path, task_set) -> str:
+def _what_the_model_saw(folder: Path, task_set, train_tasks) -> str:
     """What the card may say of the held-out tasks: unseen, or which of them training saw."""
     test = list(task_set.test_indices)
-    overlap = sorted(set(test) & set(task_set.train_indices))
+    overlap = sorted(set(test) & set(train_tasks))
     notes = []
     if overlap:
         notes.append(
@@ -216,12 +240,15 @@ def _reproduce_commands(folder: Path, config_file: str | None, config: dict[str,
     if not config_file:
         return []
     lines = []
-    data = Path(str(config.get("data", "")))
-    meta_file = data / "seqmeta.json"
-    if meta_file.is_file():
+    seen_file, meta_file = folder / "train_data.json", Path(str(config.get("data", ""))) / "seqmeta.json"
+    if seen_file.is_file():  # written by the trainer: the data need not be on this machine
+        command = json.loads(seen_file.read_text()).get("collection_command")
+    elif meta_file.is_file():
         command = json.loads(meta_file.read_text()).get("collection", {}).get("command")
-        if command:
-            lines.append(command)
+    else:
+        command = None
+    if command:
+        lines.append(command)
     verb = {"train_config.yaml": "train", "finetune_config.yaml": "finetune"}.get(config_file, "self-supervise")
     lines.append(f"seqmeta {verb} --config {config_file}  # this repository's file; set --data to your copy")
     return lines
@@ -305,14 +332,24 @@ def push_model(
     instead of the folder's (the folder, default the one the model was loaded from, still gives the
     run config, results and plots). Returns the commit URL.
     """
+    loaded_revision = None
     if folder is not None and not isinstance(folder, str | Path):  # a model object
         model, loaded_from = folder, getattr(folder, "name_or_path", "")
-        folder = loaded_from if loaded_from and Path(loaded_from).is_dir() else None
-    folder = Path(folder) if folder else None
-    if model is None and (folder is None or not (folder / "config.json").is_file()):
-        raise HubError(f"{folder} is not a model folder (no config.json): pass a `seqmeta train` model/ folder")
+        folder = loaded_from or None
+        loaded_revision = getattr(model, "hub_revision", None)  # set by seqmeta.load_model
+    if folder is not None and not Path(folder).is_dir():
+        from seqmeta.pretrained import list_pretrained
+
+        folder = list_pretrained().get(str(folder), folder)  # a shipped model, by name
     with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
-        stage = Path(tmp)
+        stage = Path(tmp) / "stage"
+        stage.mkdir()
+        if folder is not None and not Path(folder).is_dir() and str(folder).count("/") == 1:
+            # A Hub model: its results and plots come along, from the commit it was loaded from.
+            folder = pull_model(str(folder), Path(tmp) / "pulled", revision=loaded_revision)
+        folder = Path(folder) if folder else None
+        if model is None and (folder is None or not (folder / "config.json").is_file()):
+            raise HubError(f"{folder} is not a model folder (no config.json): pass a `seqmeta train` model/ folder")
         if folder is not None:
             _stage_model(folder, stage)
         if model is not None:
@@ -379,6 +416,30 @@ def _dataset_card(local_card: Path, qualities: list[str]) -> str:
         for i, q in enumerate(qualities)
     ]
     return str(card)
+
+
+def pull_model(repo_id: str, out: str | Path, *, revision: str | None = None, overwrite: bool = False) -> Path:
+    """Download a pushed model repository into a local model folder: the same files, byte for byte
+    (``overwrite`` replaces a folder seqmeta wrote, only once the new one is complete)."""
+    from huggingface_hub import snapshot_download
+
+    from seqmeta.io import atomic_directory
+
+    try:
+        snapshot = Path(snapshot_download(repo_id, revision=revision))
+    except Exception as e:
+        raise HubError(
+            f"downloading {repo_id} failed: {type(e).__name__}: {e}; {out} is unchanged: check the repository id "
+            "and the connection and run the same command again (files already downloaded are reused)"
+        ) from e
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        for path in sorted(snapshot.rglob("*")):
+            if path.is_file() and not path.relative_to(snapshot).as_posix().startswith("."):
+                (tmp / path.relative_to(snapshot)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, tmp / path.relative_to(snapshot))  # the cache links to blobs: copy their bytes
+    if not (Path(out) / "config.json").is_file():
+        raise HubError(f"{repo_id} holds no config.json: it is not a model repository (a dataset? use --dataset)")
+    return Path(out)
 
 
 def pull_dataset(

@@ -622,4 +622,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         validation_batches=validation_batches,
         rollouts=rollouts if held_out else None,
     )
-    return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml")
+    seen = {  # what the model card says of the data: read from here, since the data may not travel with it
+        "data": str(Path(config.data).resolve()),
+        "family": data.meta.family,
+        "task_set": data.meta.task_set,
+        "train_tasks": train_tasks,
+        "validation_tasks": held_out,
+        "qualities": {q: int(v.get("episodes", 0)) for q, v in data.meta.qualities.items()},
+        "num_episodes": data.meta.num_episodes,
+        "train_episodes": int(np.isin(data.episodes["task_index"], train_tasks).sum()),
+        "collection_command": data.meta.collection.get("command"),
+    }
+    extra = {"train_data.json": json.dumps(seen, indent=1) + "\n"}
+    return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml", extra)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import seqmeta
 from seqmeta.data.dataset import load_trajectories
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.hub import CardError, push_model, render_model_card
@@ -99,9 +100,25 @@ def test_model_round_trip_weights_card_and_offline_cache(model_dir, hub_server, 
     results = json.loads((model_dir / "eval_results.json").read_text())
     published = {(t, n): v for t, n, v in loaded["results"]}
     for s in results["settings"]:
-        label = f"expert prompts, prompt trajectories {s['prompt_trajectories']}"
+        n = s["prompt_trajectories"]
+        label = f"expert prompts, prompt trajectories {n}" if n else "no prompt"
         assert published[("mean_reward", f"mean return, {label}")] == round(s["mean_return"], 3)
         assert published[("normalized_score", f"normalized score, {label}")] == round(s["normalized"], 2)
+
+    # Pulled back, the folder holds the published files byte for byte; pushed again from there (or from
+    # the model loaded by its Hub id), the results and plots come along.
+    pulled = model_dir.parent / "pulled"
+    seqmeta_cli("pull", "--model", repo, "--revision", "v1", "--output-dir", str(pulled), env=hub_env)
+    published_files = {k: hashlib.sha256(v).hexdigest() for k, v in listed.items() if k != ".gitattributes"}
+    assert published_files == {k: v for k, v in folder_digest(pulled).items() if not k.startswith(".")}
+    seqmeta_cli("push", "--model", str(pulled), "--repo-id", "tester/again", env=hub_env)
+    assert set(hub_server.files("tester/again")) == set(listed)
+    python(
+        "import seqmeta, sys; seqmeta.push_model(seqmeta.load_model(sys.argv[1], revision='v1'), 'tester/third')",
+        hub_env,
+        repo,
+    )
+    assert {"eval_results.json", "per_task.png", "train_config.yaml"} <= set(hub_server.files("tester/third"))
 
     hub_server.stop()  # nothing to reach: the cache must serve it
     assert load_and_compare(repo, "v1", model_dir, dict(hub_env, HF_HUB_OFFLINE="1"))["identical"]
@@ -308,6 +325,10 @@ def test_the_cards_python_snippet_runs(model_dir):
 def test_the_card_says_what_the_model_saw_of_its_evaluation_tasks(model_dir, tmp_path):
     card = str(render_model_card(model_dir, "tester/x"))
     assert "evaluated on tasks\n  45, 46, 47, 48, 49 (never seen in training)" in card
+    task_set = seqmeta.get_family("point-robot").task_set()
+    goal = task_set.params[45]["goal"]
+    assert f"| 45 | goal=({goal[0]:.3g}, {goal[1]:.3g}) |" in card  # tasks by their parameters, not only indices
+    assert "Training data: the 720 episodes of its training tasks in a dataset of 800" in card
     # A fine-tuned model has seen episodes of the tasks it is evaluated on: the card says which.
     tuned = tmp_path / "tuned"
     shutil.copytree(model_dir, tuned)

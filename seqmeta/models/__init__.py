@@ -14,14 +14,23 @@ AutoModel.register(PromptDTConfig, PromptDTModel, exist_ok=True)
 
 
 def load_model(path, **kwargs):
-    """A seqmeta model folder (or Hub id ``org/name``) as the model class its config names, through
-    transformers' Auto classes; no remote code runs. Callers outside ``models/`` load models only
-    through this. A path that names a local folder which does not exist is refused, never taken for
-    a Hub id."""
+    """A seqmeta model folder, Hub id ``org/name`` or shipped model's name (``seqmeta.list_pretrained()``)
+    as the model class its config names, through transformers' Auto classes; no remote code runs.
+    Callers outside ``models/`` load models only through this. A path that names a local folder which
+    does not exist is refused, never taken for a Hub id."""
     text = str(path)
+    if "/" not in text and not Path(text).exists():
+        from seqmeta.pretrained import list_pretrained
+
+        shipped = list_pretrained()
+        if text in shipped:  # a model that ships with seqmeta, by name
+            text = str(shipped[text])
     looks_local = text.startswith(("/", ".", "~")) or text.count("/") != 1 or text.endswith("/")
     if looks_local and not Path(text).expanduser().exists():
-        raise ConfigError(f"no model folder at {text}: give a `seqmeta train` model/ folder or a Hub id org/name")
+        raise ConfigError(
+            f"no model folder at {text}: give a `seqmeta train` model/ folder, a Hub id org/name or a shipped "
+            "model's name (`seqmeta families` lists them)"
+        )
     if Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
         raise ConfigError(f"{text} is not a model folder (no config.json): give a `seqmeta train` model/ folder")
     config = AutoConfig.from_pretrained(text, **kwargs)
@@ -64,6 +73,9 @@ def load_model(path, **kwargs):
             f"({'; '.join(f'{k}: {list(v)[:3]}' for k, v in problems.items())}): some layers would be random; use the "
             "weights and config.json its training run wrote together"
         )
+    model.hub_revision = kwargs.get(
+        "revision"
+    )  # a Hub model's branch or commit: push_model publishes its files from it
     return model
 
 

@@ -18,6 +18,19 @@ from seqmeta.errors import TaskSelectionError
 SPLITS = ("train", "test", "all")
 
 
+def describe_params(params: dict[str, Any]) -> str:
+    """Task parameters as short text: ``goal=(0.086, -0.402)``; vectors of more than 3 values shortened."""
+
+    def value(v: Any) -> str:
+        flat = np.ravel(np.asarray(v, dtype=np.float64))
+        if flat.size == 1 and np.ndim(v) == 0:
+            return f"{flat[0]:.4g}"
+        shown = ", ".join(f"{x:.3g}" for x in flat[:3])
+        return f"({shown})" if flat.size <= 3 else f"({shown}, ... {flat.size} values)"
+
+    return ", ".join(f"{k}={value(v)}" for k, v in params.items())
+
+
 @dataclass(frozen=True)
 class TaskSet:
     """A fixed, seeded list of tasks of one family and its train/test split.
@@ -47,6 +60,10 @@ class TaskSet:
 
     def split_of(self, index: int) -> str:
         return "test" if index in self.test_indices else "train"
+
+    def describe(self, index: int) -> str:
+        """Task ``index`` by its parameters, e.g. ``goal_velocity=0.225`` (long vectors shortened)."""
+        return describe_params(self.params[index])
 
     def select(self, tasks: str | int | Sequence[int]) -> list[int]:
         """Resolve ``"train"``, ``"test"``, ``"all"``, an index, or a list/comma string of indices."""

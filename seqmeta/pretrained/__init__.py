@@ -1,0 +1,38 @@
+"""The reference models that ship with seqmeta: one trained model per task family, usable offline at once.
+
+    model = seqmeta.load_model("cheetah-vel-prompt-dt")          # a shipped model, by name
+    folder = seqmeta.pretrained_path("cheetah-vel-prompt-dt")    # its folder: what `seqmeta push` publishes
+    demos = seqmeta.load_trajectories(folder / "demos")          # the expert demos it was evaluated with
+
+Each folder is a model folder as `seqmeta train` and `seqmeta eval` leave it (``config.json``,
+``model.safetensors``, ``train_config.yaml``, ``train_data.json``, ``eval/*/eval_results.json`` and plots)
+plus ``demos/`` (a dataset folder: one expert episode of every task of the family's task set) and
+``README.md``, its model card. ``python eval/adaptation.py ... --ship NAME`` made each one from the
+first training seed of the run behind the README's families table.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from seqmeta.errors import ConfigError
+
+
+def pretrained_dir() -> Path:
+    return Path(str(resources.files("seqmeta") / "pretrained"))
+
+
+def list_pretrained() -> dict[str, Path]:
+    """Shipped model name -> its folder."""
+    root = pretrained_dir()
+    return {p.parent.name: p.parent for p in sorted(root.glob("*/config.json"))}
+
+
+def pretrained_path(name: str) -> Path:
+    """The folder of the shipped model ``name`` (``seqmeta.list_pretrained()`` names them)."""
+    models = list_pretrained()
+    if name not in models:
+        shipped = ", ".join(models) or "none in this installation"
+        raise ConfigError(f"no shipped model named {name!r}; shipped: {shipped}")
+    return models[name]
