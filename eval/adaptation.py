@@ -19,6 +19,16 @@ different seeds can go side by side), the plot
 each setting's mean and std over training seeds (each seed's value averaged over evaluation seeds).
 ``--table`` only prints the table (and draws the plots again) from the results file.
 
+The table of every family (``--results families``: ``eval/results/families.json``) is the same run on
+each family's reference recipe, scored on a small expert dataset (``--eval-data``: one expert episode of
+every task), which ``--ship NAME`` installs with the first seed's model as the shipped model NAME
+(``seqmeta/pretrained/NAME``: its evaluations, that data as ``demos/`` and its card)::
+
+    seqmeta collect --family point-robot --quality expert --episodes-per-task 1 --output-dir data/point-robot-demos
+    python eval/adaptation.py --family point-robot --recipe point_robot --data data/point-robot \
+        --eval-data data/point-robot-demos --results families --no-baseline-model --eval-seeds 2026 \
+        --output-dir runs/families/point-robot --ship point-robot-prompt-dt
+
 ``--corrections BEHAVIOR`` (e.g. ``search``): after training the prompted model, the offline data is
 collected again with the model's own trials added, each step labeled by that behavior
 (``seqmeta.corrections``, DAgger), and the recipe is trained again on both (``corrected-seed<s>``,
@@ -35,9 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "adaptation.json"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROUNDS = 4
 ORDER = ("demo-1", "no-prompt", "own-round-0", "own-rounds-1-3", "no-prompt-model")
+HEADERS = ("1 expert demo", "no prompt", "own round 0", "own rounds 1-3", "model without prompts")
 
 
 def train_seed(recipe: str, data: str, out: Path, seed: int, use_prompt: bool, name: str = "", **extra) -> Path:
@@ -115,6 +126,28 @@ def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, pro
     return scores
 
 
+def ship(out: Path, seed: int, eval_seed: int, eval_data: str, name: str) -> None:
+    """Install the seed's prompted model with its evaluations (of ``eval_seed``) and the evaluation data as
+    ``demos/`` into ``seqmeta/pretrained/NAME`` (replaced atomically), with its model card."""
+    import shutil
+
+    from seqmeta.hub import render_model_card
+    from seqmeta.io import atomic_directory
+    from seqmeta.pretrained import pretrained_dir
+
+    model_dir = out / f"prompt-seed{seed}" / "model"
+    target = pretrained_dir() / name
+    with atomic_directory(target, overwrite=True) as tmp:
+        shutil.copytree(model_dir, tmp, dirs_exist_ok=True)
+        shutil.copytree(eval_data, tmp / "demos", ignore=shutil.ignore_patterns(".*", "cache-*"))
+        for protocol in ("offline", "own"):
+            source = out / "eval" / f"prompt-seed{seed}-eval{eval_seed}-{protocol}"
+            shutil.copytree(source, tmp / "eval" / protocol, ignore=shutil.ignore_patterns(".*"))
+        render_model_card(tmp, name).save(tmp / "README.md")
+    (target / ".seqmeta-output").unlink(missing_ok=True)  # shipped files only
+    print(f"shipped {model_dir} as {target}")
+
+
 def summary(records: list[dict], family: str) -> dict[str, tuple[float, float, int]]:
     """setting -> (mean, std, number of training seeds), each seed averaged over its evaluation seeds."""
     out = {}
@@ -135,12 +168,14 @@ def _order(setting: str) -> tuple[int, str]:
 
 def print_table(records: list[dict]) -> None:
     families = sorted({r["family"] for r in records})
-    head = ["family", "1 expert demo", "no prompt", "own round 0", "own rounds 1-3", "model without prompts"]
+    names = dict(zip(ORDER, HEADERS, strict=True))
+    shown = [s for s in ORDER if any(r["setting"] == s for r in records)]
+    head = ["family"] + [names[s] for s in shown]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for family in families:
         stats = summary(records, family)
-        cells = [family] + [f"{stats[s][0]:.1f} ± {stats[s][1]:.1f}" if s in stats else "n/a" for s in ORDER]
+        cells = [family] + [f"{stats[s][0]:.1f} ± {stats[s][1]:.1f}" if s in stats else "n/a" for s in shown]
         print("| " + " | ".join(cells) + " |")
     seeds = {f: len({r["train_seed"] for r in records if r["family"] == f}) for f in families}
     evals = {f: sorted({r["eval_seed"] for r in records if r["family"] == f}) for f in families}
@@ -186,6 +221,27 @@ def main() -> None:
     parser.add_argument("--recipe", help="the training recipe (trained with and without prompts)")
     parser.add_argument("--data", help="offline data with the training and held-out tasks")
     parser.add_argument("--output-dir", dest="out", help="training runs and evaluation folders go here")
+    parser.add_argument(
+        "--eval-data", default=None, help="the data evaluations take prompts and the fixed target from (default --data)"
+    )
+    parser.add_argument(
+        "--results",
+        default="adaptation",
+        choices=["adaptation", "families"],
+        help="the results file under eval/results/ (families: the README's table of every family)",
+    )
+    parser.add_argument(
+        "--baseline-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train and score the recipe without prompts (no-prompt-model)",
+    )
+    parser.add_argument(
+        "--ship",
+        default=None,
+        metavar="NAME",
+        help="install the first seed's prompted model, its evaluations and --eval-data as the shipped model NAME",
+    )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--eval-seeds", default="2026,2027")
     parser.add_argument("--episodes", type=int, default=20)
@@ -207,25 +263,27 @@ def main() -> None:
             load_behavior_policy(get_family(args.family), args.corrections, 1)
         except SeqmetaError as e:
             parser.error(f"--corrections {args.corrections}: {e}")
-    records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    results_file = RESULTS_DIR / f"{args.results}.json"
+    records = json.loads(results_file.read_text()) if results_file.exists() else []
     if args.table:
         print_table(records)
         for family in sorted({r["family"] for r in records}):  # the plots, drawn again from the same records
-            plot(records, family, RESULTS.parent / f"{family}_adaptation.png")
+            plot(records, family, RESULTS_DIR / f"{family}_{args.results}.png")
         return
     if not (args.family and args.recipe and args.data and args.out):
         parser.error("--family, --recipe, --data and --output-dir are needed (or --table)")
     out = Path(args.out)
+    eval_data = args.eval_data or args.data
     fresh = []
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for prompted in (True, False):
+        for prompted in (True, False) if args.baseline_model else (True,):
             model = train_seed(args.recipe, args.data, out, seed, prompted)
             if prompted and args.corrections:  # DAgger: the model's own trials, labeled, then train again
                 data = with_corrections(model, args.data, args.corrections, out)
                 segments = f"{args.corrections},{args.corrections}-corrections"
                 model = train_seed(args.recipe, data, out, seed, True, "corrected", segment_quality=segments)
             for eval_seed in [int(s) for s in args.eval_seeds.split(",")]:
-                scores = evaluate_seed(model, args.data, eval_seed, args.episodes, prompted, out / "eval")
+                scores = evaluate_seed(model, eval_data, eval_seed, args.episodes, prompted, out / "eval")
                 fresh += [
                     {
                         "family": args.family,
@@ -243,16 +301,18 @@ def main() -> None:
                     flush=True,
                 )
     seeds = {r["train_seed"] for r in fresh}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS.with_suffix(".lock"), "w") as lock:  # runs of other seeds may finish at the same time
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(results_file.with_suffix(".lock"), "w") as lock:  # runs of other seeds may finish at the same time
         fcntl.flock(lock, fcntl.LOCK_EX)
-        records = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+        records = json.loads(results_file.read_text()) if results_file.exists() else []
         records = [r for r in records if not (r["family"] == args.family and r["train_seed"] in seeds)] + fresh
-        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp = results_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(records, indent=1) + "\n")
-        tmp.replace(RESULTS)
-    plot(records, args.family, RESULTS.parent / f"{args.family}_adaptation.png")
+        tmp.replace(results_file)
+    plot(records, args.family, RESULTS_DIR / f"{args.family}_{args.results}.png")
     print_table(records)
+    if args.ship:
+        ship(out, min(seeds), min(int(s) for s in args.eval_seeds.split(",")), eval_data, args.ship)
 
 
 if __name__ == "__main__":

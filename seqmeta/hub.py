@@ -432,13 +432,13 @@ def pull_model(repo_id: str, out: str | Path, *, revision: str | None = None, ov
             f"downloading {repo_id} failed: {type(e).__name__}: {e}; {out} is unchanged: check the repository id "
             "and the connection and run the same command again (files already downloaded are reused)"
         ) from e
+    if not (snapshot / "config.json").is_file():
+        raise HubError(f"{repo_id} holds no config.json: it is not a model repository (a dataset? use --dataset)")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         for path in sorted(snapshot.rglob("*")):
             if path.is_file() and not path.relative_to(snapshot).as_posix().startswith("."):
                 (tmp / path.relative_to(snapshot)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, tmp / path.relative_to(snapshot))  # the cache links to blobs: copy their bytes
-    if not (Path(out) / "config.json").is_file():
-        raise HubError(f"{repo_id} holds no config.json: it is not a model repository (a dataset? use --dataset)")
     return Path(out)
 
 

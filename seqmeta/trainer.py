@@ -567,9 +567,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         )
     data = load_trajectories(config.data)
     task_set = data.task_set
-    present = set(np.unique(data.episodes["task_index"]).tolist())
-    train_tasks = [t for t in task_set.train_indices if t in present]
-    held_out = [t for t in task_set.test_indices if t in present and t not in task_set.train_indices]
+    train_tasks, held_out = training_tasks(data)
     if not train_tasks:
         raise ConfigError(f"{config.data} holds no episodes of the training tasks {list(task_set.train_indices)}")
     options = dict(
@@ -622,8 +620,26 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         validation_batches=validation_batches,
         rollouts=rollouts if held_out else None,
     )
-    seen = {  # what the model card says of the data: read from here, since the data may not travel with it
-        "data": str(Path(config.data).resolve()),
+    extra = {"train_data.json": json.dumps(training_data_summary(config.data, data), indent=1) + "\n"}
+    return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml", extra)
+
+
+def training_tasks(data) -> tuple[list[int], list[int]]:
+    """The tasks meta-training samples (the task set's training tasks present in ``data``) and those it
+    validates on (held-out tasks present in ``data``)."""
+    task_set = data.task_set
+    present = set(np.unique(data.episodes["task_index"]).tolist())
+    train_tasks = [t for t in task_set.train_indices if t in present]
+    held_out = [t for t in task_set.test_indices if t in present and t not in task_set.train_indices]
+    return train_tasks, held_out
+
+
+def training_data_summary(path: str, data) -> dict[str, Any]:
+    """What a model card says of the training data (``train_data.json`` beside the model): the data need
+    not travel with the model."""
+    train_tasks, held_out = training_tasks(data)
+    return {
+        "data": str(Path(path).resolve()),
         "family": data.meta.family,
         "task_set": data.meta.task_set,
         "train_tasks": train_tasks,
@@ -633,5 +649,3 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         "train_episodes": int(np.isin(data.episodes["task_index"], train_tasks).sum()),
         "collection_command": data.meta.collection.get("command"),
     }
-    extra = {"train_data.json": json.dumps(seen, indent=1) + "\n"}
-    return save_model(accelerator, model, config, Path(config.output_dir) / "model", "train_config.yaml", extra)

@@ -203,6 +203,9 @@ def test_dataset_round_trip_by_quality_config(point_robot_dataset, hub_server, h
     bad = seqmeta_cli(*args, env=hub_env, check=False)
     assert bad.returncode == 2 and "legendary" in bad.stderr and "expert" in bad.stderr
     assert not (tmp_path / "x").exists()
+    bad = seqmeta_cli("pull", "--model", repo, "--output-dir", str(tmp_path / "m"), env=hub_env, check=False)
+    assert bad.returncode == 2 and f"downloading {repo} failed" in bad.stderr  # a dataset repo is no model repo
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.reliability("faults", "right result")

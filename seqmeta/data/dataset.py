@@ -382,6 +382,15 @@ class TrajectoryDataset:
             )
         return rows
 
+    def task_episodes(self, task: int, n: int = 1, quality: str | None = "expert") -> list[dict[str, np.ndarray]]:
+        """The first ``n`` episodes of ``task`` (of one quality level; None: any) as demos for
+        ``seqmeta.evaluate_env`` and ``seqmeta.prompts_from_episodes``: dicts of observations, actions, rewards."""
+        out = []
+        for row in self.first_episodes(task, n, quality):
+            rows = slice(self.episodes["start"][row], self.episodes["start"][row] + self.episodes["length"][row])
+            out.append({k: self.column(c)[rows] for k, c in (("observations", "observation"), ("actions", "action"), ("rewards", "reward"))})
+        return out
+
     def _check_episodes(self) -> None:
         episode_index = self.column("episode_index")
         if len(episode_index) == 0:

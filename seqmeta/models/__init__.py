@@ -23,13 +23,18 @@ def load_model(path, **kwargs):
         from seqmeta.pretrained import list_pretrained
 
         shipped = list_pretrained()
-        if text in shipped:  # a model that ships with seqmeta, by name
-            text = str(shipped[text])
+        if text not in shipped:
+            raise ConfigError(
+                f"no model folder at {text} and no shipped model of that name (shipped: "
+                f"{', '.join(shipped) or 'none'}): give a `seqmeta train` model/ folder, a Hub id org/name or a "
+                "shipped model's name"
+            )
+        text = str(shipped[text])  # a model that ships with seqmeta, by name
     looks_local = text.startswith(("/", ".", "~")) or text.count("/") != 1 or text.endswith("/")
     if looks_local and not Path(text).expanduser().exists():
         raise ConfigError(
             f"no model folder at {text}: give a `seqmeta train` model/ folder, a Hub id org/name or a shipped "
-            "model's name (`seqmeta families` lists them)"
+            "model's name (`seqmeta families` names them)"
         )
     if Path(text).expanduser().is_dir() and not (Path(text).expanduser() / "config.json").is_file():
         raise ConfigError(f"{text} is not a model folder (no config.json): give a `seqmeta train` model/ folder")
