@@ -55,3 +55,21 @@ def test_shipped_models_load_by_name_and_an_unknown_name_lists_them():
         seqmeta.load_model("cheetah-vell")
     with pytest.raises(ConfigError, match=name):
         seqmeta.pretrained_path("cheetah-vell")
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(SHIPPED) if n.startswith("point-robot-prompt")])
+def test_a_shipped_models_results_are_measured_again_from_its_own_demos(name):
+    """What the card says is what a user measures: the evaluation again, from the shipped demos."""
+    import dataclasses
+
+    from seqmeta.evaluation import EvalProtocol, evaluate
+
+    folder = SHIPPED[name]
+    shipped = load_results(folder / "eval" / "offline" / "eval_results.json")
+    fields = {f.name for f in dataclasses.fields(EvalProtocol)}
+    protocol = EvalProtocol(
+        **({k: v for k, v in shipped["protocol"].items() if k in fields} | {"data": str(folder / "demos")})
+    )
+    again = evaluate(seqmeta.load_model(name), protocol, progress=False)
+    for ours, theirs in zip(again["settings"], shipped["settings"], strict=True):
+        assert ours["mean_return"] == pytest.approx(theirs["mean_return"], rel=1e-6)
