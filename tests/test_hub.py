@@ -347,3 +347,18 @@ def test_the_card_says_what_the_model_saw_of_its_evaluation_tasks(model_dir, tmp
         results.unlink()
     card = str(render_model_card(dir_model, "tester/x"))
     assert "never seen" not in card and "tasks 0, 1 are also training tasks" in card
+
+
+def test_a_shipped_model_published_and_pulled_back_is_the_same_folder(hub_server, hub_env, tmp_path):
+    from seqmeta.pretrained import list_pretrained
+
+    name, folder = sorted(list_pretrained().items())[0]
+    repo = f"tester/{name}"
+    seqmeta_cli("push", "--model", name, "--repo-id", repo, env=hub_env)
+    seqmeta_cli("pull", "--model", repo, "--output-dir", str(tmp_path / "back"), env=hub_env)
+    shipped = folder_digest(folder)
+    back = {k: v for k, v in folder_digest(tmp_path / "back").items() if not k.startswith(".")}
+    assert shipped.keys() == back.keys()  # demos/, evaluations and plots included
+    assert {k: v for k, v in shipped.items() if k != "README.md"} == {k: v for k, v in back.items() if k != "README.md"}
+    # The card is the shipped one rendered for the repository id it names.
+    assert (tmp_path / "back" / "README.md").read_text() == str(render_model_card(folder, repo))
