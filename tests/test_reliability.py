@@ -412,7 +412,10 @@ def test_every_flag_a_message_suggests_exists():
     for sub in parser._subparsers._group_actions:
         for verb in sub.choices.values():
             flags |= {opt for action in verb._actions for opt in action.option_strings}
-    flags |= {"--help"}
+        flags |= {"--help"}
+    from seqmeta.behavior.__main__ import build_parser as behavior_parser  # python -m seqmeta.behavior
+
+    flags |= {opt for action in behavior_parser()._actions for opt in action.option_strings}
     source = Path(seqmeta.__file__).parent
     suggested = set()
     for path in source.rglob("*.py"):

@@ -21,7 +21,7 @@ from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seqmeta.behavior", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -35,7 +35,11 @@ def main() -> None:
     parser.add_argument(
         "--install", action="store_true", help="export: replace the package's shipped weights (default: RUN/export)"
     )
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     logging.basicConfig(level=logging.INFO)
     run = Path(args.output_dir or f"runs/behavior/{args.family}")
     if args.verb == "train":

@@ -388,7 +388,8 @@ class TrajectoryDataset:
         out = []
         for row in self.first_episodes(task, n, quality):
             rows = slice(self.episodes["start"][row], self.episodes["start"][row] + self.episodes["length"][row])
-            out.append({k: self.column(c)[rows] for k, c in (("observations", "observation"), ("actions", "action"), ("rewards", "reward"))})
+            names = (("observations", "observation"), ("actions", "action"), ("rewards", "reward"))
+            out.append({key: self.column(column)[rows] for key, column in names})
         return out
 
     def _check_episodes(self) -> None:
