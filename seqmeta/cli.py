@@ -176,7 +176,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from seqmeta.models import load_model
     from seqmeta.results import format_table, load_results
 
-    protocol = load_config(EvalProtocol, args.config, overrides_from_args(args, EvalProtocol))
+    given = overrides_from_args(args, EvalProtocol)
+    protocol = load_config(EvalProtocol, args.config, given)
     baselines = {}
     for item in args.baseline:
         name, sep, path = item.partition("=")
@@ -188,7 +189,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     shipped_demos = Path(str(model.name_or_path)) / "demos"
     if not protocol.data and (shipped_demos / "seqmeta.json").is_file():  # a model folder that carries its demos
         protocol.data = str(shipped_demos)
-        print(f"data: the model's own demos, {shipped_demos}")
+        if "prompt_trajectories" not in given and not args.config:  # they hold one episode of each task
+            protocol.prompt_trajectories = "0,1" if model.config.use_prompt else "0"
+        print(f"data: the model's own demos, {shipped_demos} (prompt trajectories {protocol.prompt_trajectories})")
     results = evaluate(model, protocol, args.output_dir, args.training_log, baselines=baselines, videos=args.video)
     print(format_table(results))
     print(f"results and plots in {args.output_dir}")

@@ -106,9 +106,10 @@ def test_the_installed_package_runs_its_shipped_models_and_recipes(installed):
         assert len(model["returns"]) == 2 and all(map(math.isfinite, model["returns"]))
 
     name = next(iter(report["models"]))  # the command line on one of them, on its own demos
-    evaluate = [seqmeta_cmd, "eval", "--model", name, "--output-dir", work / "eval", "--episodes", "1"]
-    done = run([*evaluate, "--prompt-trajectories", "0,1"], work)  # its demos: one episode per task
-    assert "the model's own demos" in done.stdout and (work / "eval" / "eval_results.json").is_file()
+    done = run([seqmeta_cmd, "eval", "--model", name, "--output-dir", work / "eval", "--episodes", "1"], work)
+    assert "the model's own demos" in done.stdout  # one episode of each task: prompt settings 0 and 1
+    settings = json.loads((work / "eval" / "eval_results.json").read_text())["settings"]
+    assert [s["prompt_trajectories"] for s in settings] == [0, 1]
 
     run([seqmeta_cmd, "collect", "--family", "point-robot", "--episodes-per-task", "2", "--output-dir", "d"], work)
     train = [seqmeta_cmd, "train", "--config", "point_robot", "--data", "d", "--output-dir", "run", "--max-steps", "3"]
