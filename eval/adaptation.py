@@ -25,7 +25,7 @@ every task), which ``--ship NAME`` installs with the first seed's model as the s
 (``seqmeta/pretrained/NAME``: its evaluations, that data as ``demos/`` and its card)::
 
     seqmeta collect --family point-robot --quality expert --episodes-per-task 1 --output-dir data/point-robot-demos
-    python eval/adaptation.py --family point-robot --recipe point_robot --data data/point-robot \
+    python eval/adaptation.py --family point-robot --recipe point_robot_own --data data/point-robot-all \
         --eval-data data/point-robot-demos --results families --no-baseline-model --eval-seeds 2026 \
         --output-dir runs/families/point-robot --ship point-robot-prompt-dt
 
@@ -254,6 +254,8 @@ def main() -> None:
         "--table", action="store_true", help="only print the table (and redraw the plots) from the results file"
     )
     args = parser.parse_args()
+    if args.ship and args.corrections:
+        parser.error("--ship installs the prompted model as trained; run it without --corrections")
     if args.corrections and args.family:  # before any training: a behavior the family offers
         from seqmeta.behavior.policies import load_behavior_policy
         from seqmeta.errors import SeqmetaError
