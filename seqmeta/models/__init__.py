@@ -78,9 +78,8 @@ def load_model(path, **kwargs):
             f"({'; '.join(f'{k}: {list(v)[:3]}' for k, v in problems.items())}): some layers would be random; use the "
             "weights and config.json its training run wrote together"
         )
-    model.hub_revision = kwargs.get(
-        "revision"
-    )  # a Hub model's branch or commit: push_model publishes its files from it
+    # A Hub model's branch or commit: push_model publishes the repository's files from it.
+    model.hub_revision = kwargs.get("revision")
     return model
 
 
