@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 USER_SCRIPT = r"""
 import json, sys
 from pathlib import Path
+import torch
 import seqmeta
 
 venv = Path(sys.argv[1])
@@ -32,6 +33,8 @@ shipped = seqmeta.list_pretrained()
 report = {"models": {}}
 for name, folder in shipped.items():
     model = seqmeta.load_model(name)
+    plain = seqmeta.PromptDTModel.from_pretrained(folder)  # transformers' own loader on the shipped folder
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
     demos = seqmeta.load_trajectories(folder / "demos")
     family = seqmeta.get_family(model.config.family)
     task = demos.task_set.test_indices[0]
