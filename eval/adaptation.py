@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import re
 import time
 from pathlib import Path
 
@@ -276,6 +277,11 @@ def main() -> None:
         parser.error("--family, --recipe, --data and --output-dir are needed (or --table)")
     out = Path(args.out)
     eval_data = args.eval_data or args.data
+    for option, folder in (("--data", args.data), ("--eval-data", eval_data)):  # before hours of training
+        if not (Path(folder) / "seqmeta.json").is_file():
+            parser.error(f"{option} {folder} is not a dataset folder (no seqmeta.json): give a seqmeta collect output")
+    if args.ship and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", args.ship):
+        parser.error(f"--ship {args.ship!r}: a shipped model's name is lowercase letters, digits and dashes")
     fresh = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for prompted in (True, False) if args.baseline_model else (True,):

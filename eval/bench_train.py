@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_agent import hf_forward  # eval/ is on the path when this script runs
 from transformers import DecisionTransformerConfig, DecisionTransformerModel
 
 from seqmeta.data.dataset import load_trajectories, write_dataset
@@ -95,14 +96,7 @@ def hf_rate(data, batch: int, steps: int) -> float:
     def step():
         b = {k: torch.as_tensor(v) for k, v in batches.sample().items() if k != "prompt"}
         mask = b["attention_mask"].long()
-        out = model(
-            states=b["observation"],
-            actions=b["action"],
-            rewards=b["reward"][..., None],
-            returns_to_go=b["return_to_go"][..., None],
-            timesteps=b["timestep"],
-            attention_mask=mask,
-        )
+        out = hf_forward(model, b, mask)
         loss = ((out.action_preds - b["action"]).pow(2).mean(-1) * mask).sum() / mask.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -337,10 +337,10 @@ def push_model(
         model, loaded_from = folder, getattr(folder, "name_or_path", "")
         folder = loaded_from or None
         loaded_revision = getattr(model, "hub_revision", None)  # set by seqmeta.load_model
-    if folder is not None and not Path(folder).is_dir():
-        from seqmeta.pretrained import list_pretrained
+    if folder is not None:
+        from seqmeta.pretrained import resolve_shipped
 
-        folder = list_pretrained().get(str(folder), folder)  # a shipped model, by name
+        folder = resolve_shipped(str(folder))  # a shipped model, by name
     with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
         stage = Path(tmp) / "stage"
         stage.mkdir()

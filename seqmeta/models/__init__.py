@@ -18,18 +18,15 @@ def load_model(path, **kwargs):
     as the model class its config names, through transformers' Auto classes; no remote code runs.
     Callers outside ``models/`` load models only through this. A path that names a local folder which
     does not exist is refused, never taken for a Hub id."""
-    text = str(path)
-    if "/" not in text and not Path(text).exists():
-        from seqmeta.pretrained import list_pretrained
+    from seqmeta.pretrained import list_pretrained, resolve_shipped
 
-        shipped = list_pretrained()
-        if text not in shipped:
-            raise ConfigError(
-                f"no model folder at {text} and no shipped model of that name (shipped: "
-                f"{', '.join(shipped) or 'none'}): give a `seqmeta train` model/ folder, a Hub id org/name or a "
-                "shipped model's name"
-            )
-        text = str(shipped[text])  # a model that ships with seqmeta, by name
+    text = resolve_shipped(str(path))  # a model that ships with seqmeta, by name
+    if "/" not in text and not Path(text).exists():
+        raise ConfigError(
+            f"no model folder at {text} and no shipped model of that name (shipped: "
+            f"{', '.join(list_pretrained()) or 'none'}): give a `seqmeta train` model/ folder, a Hub id org/name or "
+            "a shipped model's name"
+        )
     looks_local = text.startswith(("/", ".", "~")) or text.count("/") != 1 or text.endswith("/")
     if looks_local and not Path(text).expanduser().exists():
         raise ConfigError(

@@ -36,3 +36,10 @@ def pretrained_path(name: str) -> Path:
         shipped = ", ".join(models) or "none in this installation"
         raise ConfigError(f"no shipped model named {name!r}; shipped: {shipped}")
     return models[name]
+
+
+def resolve_shipped(text: str) -> str:
+    """A shipped model's name as its folder; anything else (a path, a Hub id) as given."""
+    if "/" in text or Path(text).exists():
+        return text
+    return str(list_pretrained().get(text, text))
