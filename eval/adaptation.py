@@ -93,8 +93,10 @@ def with_corrections(model_dir: Path, data: str, behavior: str, out: Path) -> st
     return str(folder)
 
 
-def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, prompted: bool, out: Path) -> dict:
-    """Normalized scores of one model under one evaluation seed, by setting (cached per protocol)."""
+def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, prompted: bool, out: Path) -> list:
+    """(setting, metric, value) of one model under one evaluation seed (evaluations cached per protocol):
+    metric ``normalized``, and for envs that report success (Meta-World) ``success`` (percent of
+    episodes) and ``return`` (mean return)."""
     from dataclasses import asdict
 
     from seqmeta.evaluation import EvalProtocol, evaluate
@@ -104,7 +106,7 @@ def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, pro
     runs = {"offline": ("expert", "0,1" if prompted else "0")}
     if prompted:
         runs["own"] = ("own", ",".join(map(str, range(ROUNDS))))
-    scores = {}
+    scores = []
     for name, (source, settings) in runs.items():
         protocol = EvalProtocol(
             data=data, prompt_source=source, prompt_trajectories=settings, episodes=episodes, seed=eval_seed
@@ -116,14 +118,20 @@ def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, pro
         same_model = results and results["model"]["name_or_path"] == str(model_dir)
         if not (same_model and {k: results["protocol"][k] for k in wanted} == wanted):
             results = evaluate(model, protocol, output_dir=folder, progress=False)
-        by_setting = {s["prompt_trajectories"]: s["normalized"] for s in results["settings"]}
+        by_setting = {s["prompt_trajectories"]: s for s in results["settings"]}
         if name == "offline" and prompted:
-            scores |= {"no-prompt": by_setting[0], "demo-1": by_setting[1]}
+            named = {"no-prompt": [by_setting[0]], "demo-1": [by_setting[1]]}
         elif name == "offline":
-            scores["no-prompt-model"] = by_setting[0]
+            named = {"no-prompt-model": [by_setting[0]]}
         else:
-            scores |= {f"own-round-{r}": by_setting[r] for r in range(ROUNDS)}
-            scores["own-rounds-1-3"] = float(np.mean([by_setting[r] for r in range(1, ROUNDS)]))
+            named = {f"own-round-{r}": [by_setting[r]] for r in range(ROUNDS)}
+            named["own-rounds-1-3"] = [by_setting[r] for r in range(1, ROUNDS)]
+        for setting, parts in named.items():  # own-rounds-1-3: the mean of rounds 1-3
+            metrics = {"normalized": [p["normalized"] for p in parts]}
+            if parts[0].get("success_rate") is not None:
+                metrics["success"] = [100 * p["success_rate"] for p in parts]
+                metrics["return"] = [p["mean_return"] for p in parts]
+            scores += [(setting, m, float(np.mean(v))) for m, v in metrics.items() if None not in v]
     return scores
 
 
@@ -149,14 +157,15 @@ def ship(out: Path, seed: int, eval_seed: int, eval_data: str, name: str) -> Non
     print(f"shipped {model_dir} as {target}")
 
 
-def summary(records: list[dict], family: str) -> dict[str, tuple[float, float, int]]:
+def summary(records: list[dict], family: str, metric: str = "normalized") -> dict[str, tuple[float, float, int]]:
     """setting -> (mean, std, number of training seeds), each seed averaged over its evaluation seeds."""
     out = {}
-    settings = sorted({r["setting"] for r in records if r["family"] == family}, key=_order)
+    records = [r for r in records if r["family"] == family and r["metric"] == metric]
+    settings = sorted({r["setting"] for r in records}, key=_order)
     for setting in settings:
         per_seed: dict[int, list[float]] = {}
         for r in records:
-            if r["family"] == family and r["setting"] == setting:
+            if r["setting"] == setting:
                 per_seed.setdefault(r["train_seed"], []).append(r["value"])
         values = [float(np.mean(v)) for v in per_seed.values()]
         out[setting] = (float(np.mean(values)), float(np.std(values)), len(values))
@@ -167,7 +176,17 @@ def _order(setting: str) -> tuple[int, str]:
     return (ORDER.index(setting) if setting in ORDER else len(ORDER), setting)
 
 
-def print_table(records: list[dict]) -> None:
+METRICS = {
+    "normalized": "normalized score (0 = random, 100 = expert)",
+    "success": "success rate (% of episodes with info['success'] at some step)",
+    "return": "mean return",
+}
+
+
+def print_table(records: list[dict], metric: str = "normalized") -> None:
+    records = [r for r in records if r["metric"] == metric]
+    if not records:
+        return
     families = sorted({r["family"] for r in records})
     names = dict(zip(ORDER, HEADERS, strict=True))
     shown = [s for s in ORDER if any(r["setting"] == s for r in records)]
@@ -175,13 +194,13 @@ def print_table(records: list[dict]) -> None:
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for family in families:
-        stats = summary(records, family)
+        stats = summary(records, family, metric)
         cells = [family] + [f"{stats[s][0]:.1f} ± {stats[s][1]:.1f}" if s in stats else "n/a" for s in shown]
         print("| " + " | ".join(cells) + " |")
     seeds = {f: len({r["train_seed"] for r in records if r["family"] == f}) for f in families}
     evals = {f: sorted({r["eval_seed"] for r in records if r["family"] == f}) for f in families}
     print(
-        "\nnormalized score (0 = random, 100 = expert), held-out tasks; mean ± std over training seeds "
+        f"\n{METRICS[metric]}, held-out tasks; mean ± std over training seeds "
         + str(seeds)
         + ", each averaged over evaluation seeds "
         + str(evals)
@@ -194,7 +213,8 @@ def plot(records: list[dict], family: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stats = summary(records, family)
+    metric = "success" if any(r["family"] == family and r["metric"] == "success" for r in records) else "normalized"
+    stats = summary(records, family, metric)
     rounds = [r for r in range(ROUNDS) if f"own-round-{r}" in stats]
     mean = np.array([stats[f"own-round-{r}"][0] for r in rounds])
     std = np.array([stats[f"own-round-{r}"][1] for r in rounds])
@@ -206,7 +226,7 @@ def plot(records: list[dict], family: str, path: Path) -> None:
         if setting in stats:
             ax.axhline(stats[setting][0], linestyle=style, color="gray", label=setting.replace("-", " "))
     ax.set_xlabel("exploration round")
-    ax.set_ylabel("normalized score")
+    ax.set_ylabel("success rate (%)" if metric == "success" else "normalized score")
     ax.set_xticks(rounds)
     ax.set_title(f"{family}: held-out tasks\nmean ± std over training seeds", fontsize=10)
     ax.legend(fontsize=7)
@@ -228,8 +248,9 @@ def main() -> None:
     parser.add_argument(
         "--results",
         default="adaptation",
-        choices=["adaptation", "families"],
-        help="the results file under eval/results/ (families: the README's table of every family)",
+        choices=["adaptation", "families", "metaworld"],
+        help="the results file under eval/results/ (families: the README's table of every family; metaworld: "
+        "the Meta-World table, success rate and return beside the normalized score)",
     )
     parser.add_argument(
         "--baseline-model",
@@ -269,7 +290,8 @@ def main() -> None:
     results_file = RESULTS_DIR / f"{args.results}.json"
     records = json.loads(results_file.read_text()) if results_file.exists() else []
     if args.table:
-        print_table(records)
+        for metric in METRICS:
+            print_table(records, metric)
         for family in sorted({r["family"] for r in records}):  # the plots, drawn again from the same records
             plot(records, family, RESULTS_DIR / f"{family}_{args.results}.png")
         return
@@ -298,14 +320,14 @@ def main() -> None:
                         "setting": k,
                         "train_seed": seed,
                         "eval_seed": eval_seed,
-                        "metric": "normalized",
+                        "metric": m,
                         "value": v,
                     }
-                    for k, v in scores.items()
+                    for k, m, v in scores
                 ]
                 print(
                     f"  seed {seed} eval {eval_seed} {'prompt' if prompted else 'no-prompt'}: "
-                    + ", ".join(f"{k} {v:.1f}" for k, v in scores.items()),
+                    + ", ".join(f"{k} {v:.1f}" + ("" if m == "normalized" else f" ({m})") for k, m, v in scores),
                     flush=True,
                 )
     seeds = {r["train_seed"] for r in fresh}
@@ -318,7 +340,8 @@ def main() -> None:
         tmp.write_text(json.dumps(records, indent=1) + "\n")
         tmp.replace(results_file)
     plot(records, args.family, RESULTS_DIR / f"{args.family}_{args.results}.png")
-    print_table(records)
+    for metric in METRICS:
+        print_table(records, metric)
     if args.ship:
         ship(out, min(seeds), min(int(s) for s in args.eval_seeds.split(",")), eval_data, args.ship)
 

@@ -9,7 +9,7 @@ with transformers' Auto classes: ``AutoModel.from_pretrained(folder)`` then work
 from importlib import import_module
 from typing import Any
 
-from seqmeta.tasks import TaskFamily, TaskSet, get_family, list_families, register_family
+from seqmeta.tasks import ScriptedExpert, TaskFamily, TaskSet, get_family, list_families, register_family
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "PromptDTConfig",
     "PromptDTModel",
     "Rollouts",
+    "ScriptedExpert",
     "SelfSuperviseConfig",
     "TaskFamily",
     "TaskSet",

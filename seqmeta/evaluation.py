@@ -202,7 +202,16 @@ def _targets(data, protocol, tasks, pool_best) -> np.ndarray | str:
     return np.full(len(tasks), float(rule))
 
 
-def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+Sweep = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # setting: returns, targets, successes
+
+
+def _success(out: Rollouts, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Whether each episode succeeded (``info["success"]`` at any step), shaped; None if the env never says."""
+    success = out.success
+    return None if success is None else success.reshape(shape)
+
+
+def _offline_sweep(model, data, protocol, settings, tasks, progress) -> Sweep:
     """Every (setting x task x episode) of an offline prompt source as one batch."""
     family, params = data.family, data.task_set.params
     rng = np.random.default_rng(protocol.seed)
@@ -232,11 +241,11 @@ def _offline_sweep(model, data, protocol, settings, tasks, progress) -> dict[int
     envs = family.env_fns([params[t] for t in slot_task])
     out = rollout_agent(model, envs, family.horizon, prompts, targets, seed=protocol.seed, progress=progress)
     shape = (len(settings), len(tasks), protocol.episodes)
-    returns, targets = out.returns.reshape(shape), out.targets.reshape(shape)
-    return {k: (returns[i], targets[i]) for i, k in enumerate(settings)}
+    returns, targets, success = out.returns.reshape(shape), out.targets.reshape(shape), _success(out, shape)
+    return {k: (returns[i], targets[i], None if success is None else success[i]) for i, k in enumerate(settings)}
 
 
-def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _own_sweep(model, data, protocol, settings, tasks, progress) -> Sweep:
     """Rounds: round r is prompted with the agent's own episodes of rounds < r in the same task."""
     family, params = data.family, data.task_set.params
     slot_task = np.repeat(tasks, protocol.episodes)
@@ -250,7 +259,10 @@ def _own_sweep(model, data, protocol, settings, tasks, progress) -> dict[int, tu
 
     history = own_rounds(model, envs, family.horizon, max(settings) + 1, targets, protocol.seed, progress)
     shape = (len(tasks), protocol.episodes)
-    return {r: (history[r].returns.reshape(shape), history[r].targets.reshape(shape)) for r in settings}
+    return {
+        r: (history[r].returns.reshape(shape), history[r].targets.reshape(shape), _success(history[r], shape))
+        for r in settings
+    }
 
 
 def evaluate(
@@ -339,14 +351,15 @@ def _record_videos(model, data, protocol, settings, tasks, count: int, out: Path
     return record_agent_videos(model, env_fns, data.family.horizon, prompts, targets, protocol.seed, paths)
 
 
-def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds: float) -> dict[str, Any]:
-    """``returns``: {setting: (returns, target returns)}, each (tasks, episodes)."""
+def _summarize(model, data, protocol, tasks, returns: Sweep, seconds: float) -> dict[str, Any]:
+    """``returns``: {setting: (returns, target returns, successes or None)}, each (tasks, episodes).
+    ``success_rate`` (0 to 1: episodes with ``info["success"]`` at any step) where the env reports it."""
     family, task_set_name = data.family, data.meta.task_set
     ts = data.task_set
     refs = data.reference_returns()
     has_refs = all(refs["random"][t] is not None and refs["expert"][t] is not None for t in tasks)
     settings = []
-    for k, (table, targets) in returns.items():
+    for k, (table, targets, success) in returns.items():
         per_task = []
         for i, t in enumerate(tasks):
             mean = float(table[i].mean())
@@ -359,6 +372,7 @@ def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds:
                     "std": float(table[i].std()),
                     "target_return": float(targets[i].mean()),
                     "normalized": float(family.normalized_score(mean, int(t), task_set_name)) if has_refs else None,
+                    "success_rate": None if success is None else float(success[i].mean()),
                 }
             )
         normalized = [p["normalized"] for p in per_task]
@@ -368,6 +382,7 @@ def _summarize(model, data, protocol, tasks, returns: dict[int, tuple], seconds:
                 "per_task": per_task,
                 "mean_return": float(np.mean([p["mean"] for p in per_task])),
                 "normalized": float(np.mean(normalized)) if has_refs else None,
+                "success_rate": None if success is None else float(success.mean()),
             }
         )
     return {

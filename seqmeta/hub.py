@@ -96,6 +96,7 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
         "protocol_text": text,
         "setting_header": "exploration round" if own else "prompt trajectories",
         "tasks": tasks,
+        "has_success": any(st.get("success_rate") is not None for st in r["settings"]),
     }
 
 
@@ -132,6 +133,15 @@ def _model_index(results: list[dict[str, Any]], family, task_set) -> list:
                         metric_type="normalized_score",
                         metric_name=f"normalized score, {label}",
                         metric_value=round(s["normalized"], 2),
+                    )
+                )
+            if s.get("success_rate") is not None:
+                entries.append(
+                    EvalResult(
+                        **common,
+                        metric_type="success_rate",
+                        metric_name=f"success rate (%), {label}",
+                        metric_value=round(100 * s["success_rate"], 1),
                     )
                 )
     return entries

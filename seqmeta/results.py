@@ -23,15 +23,20 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """The results as a text table: one row per prompt setting, one column per task."""
+    """The results as a text table: one row per prompt setting, one column per task (up to 10 tasks)."""
     tasks = [p["task"] for p in results["settings"][0]["per_task"]]
     scored = results["settings"][0]["normalized"] is not None
-    head = f"{'prompt traj.':>12} | " + " | ".join(f"task {t:>3}" for t in tasks) + " | mean return"
-    head += " | normalized" if scored else ""
-    lines = [f"{results['family']}, prompts: {results['protocol']['prompt_source']}", head, "-" * len(head)]
+    success = results["settings"][0].get("success_rate") is not None
+    per_task = len(tasks) <= 10
+    head = f"{'prompt traj.':>12} | " + (" | ".join(f"task {t:>3}" for t in tasks) + " | " if per_task else "")
+    head += "mean return" + (" | normalized" if scored else "") + (" | success" if success else "")
+    lines = [f"{results['family']}, prompts: {results['protocol']['prompt_source']}, {len(tasks)} tasks", head]
+    lines.append("-" * len(head))
     for s in results["settings"]:
-        row = f"{s['prompt_trajectories']:>12} | " + " | ".join(f"{p['mean']:>8.2f}" for p in s["per_task"])
-        row += f" | {s['mean_return']:>11.2f}" + (f" | {s['normalized']:>10.1f}" if scored else "")
+        row = f"{s['prompt_trajectories']:>12} | "
+        row += " | ".join(f"{p['mean']:>8.2f}" for p in s["per_task"]) + " | " if per_task else ""
+        row += f"{s['mean_return']:>11.2f}" + (f" | {s['normalized']:>10.1f}" if scored else "")
+        row += f" | {100 * s['success_rate']:>6.1f}%" if success else ""
         lines.append(row)
     return "\n".join(lines)
 

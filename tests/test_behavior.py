@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 import seqmeta
 from seqmeta.behavior import export
-from seqmeta.behavior.policies import PointRobotPolicy, load_actor, load_behavior_policy
+from seqmeta.behavior.policies import ScriptedPolicy, load_actor, load_behavior_policy
 from seqmeta.behavior.sac import Actor, ReplayBuffer, SACHyperparameters
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import BehaviorPolicyError
@@ -15,7 +15,7 @@ from seqmeta.errors import BehaviorPolicyError
 
 def test_point_robot_expert_is_the_clipped_goal_direction(point_family):
     policy = load_behavior_policy(point_family, "expert", 3)
-    assert isinstance(policy, PointRobotPolicy)
+    assert isinstance(policy, ScriptedPolicy)
     obs = np.array([[0.0, 0.0], [0.5, 0.5], [-1.0, 0.0]], np.float32)
     goals = np.array([[0.05, -0.3], [0.5, 0.45], [1.0, 0.0]], np.float32)
     policy.start_episodes(np.arange(3), np.random.default_rng(0))

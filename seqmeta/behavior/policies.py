@@ -3,8 +3,9 @@
 A behavior policy sees each env's goal features while it acts (the task is known to the data
 collector); the dataset stores only what a meta-learner may see. Quality levels:
 
-- ``expert``: the analytic expert (Point-Robot) or the best shipped SAC snapshot, deterministic.
-- ``medium``: noisy analytic expert, or a SAC snapshot about halfway between random and expert,
+- ``expert``: the family's scripted expert (Point-Robot, Meta-World) or the best shipped SAC snapshot,
+  deterministic.
+- ``medium``: the noisy scripted expert, or a SAC snapshot about halfway between random and expert,
   sampling its stochastic actions.
 - ``mixed``: per episode, one skill picked at random among all shipped snapshots (or noise levels).
 - ``random``: uniform over the action box.
@@ -35,13 +36,12 @@ from safetensors.torch import load_file
 
 from seqmeta.behavior.sac import Actor
 from seqmeta.errors import BehaviorPolicyError
-from seqmeta.tasks import TaskFamily
+from seqmeta.tasks import ScriptedExpert, TaskFamily
 
 QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep", "search")
 SWEEP_STEPS = 4
 SEARCH_NOISE = 0.3  # the search level's action noise std is drawn per episode from U[0, this] x half the action range
 TRIAL_EPISODES = 4  # the search behavior's trial: round 0 and the 3 rounds the own-exploration protocol scores
-POINT_ROBOT_NOISE = {"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)}
 
 
 class BehaviorPolicy:
@@ -81,27 +81,29 @@ class RandomPolicy(BehaviorPolicy):
         return "uniform random actions"
 
 
-class PointRobotPolicy(BehaviorPolicy):
-    """a = clip(g - s, +-0.1) plus Gaussian noise whose std is drawn per episode from a range."""
+class ScriptedPolicy(BehaviorPolicy):
+    """A family's scripted expert (``TaskFamily.expert``) plus Gaussian action noise whose std is drawn
+    per episode from the quality level's range."""
 
-    def __init__(self, action_space, num_envs, quality: str):
+    def __init__(self, action_space, num_envs, quality: str, expert: ScriptedExpert):
         super().__init__(action_space, num_envs)
-        self.quality = quality
-        self.noise_range = POINT_ROBOT_NOISE[quality]
+        self.quality, self.expert = quality, expert
+        self.noise_range = expert.noise[quality]
         self.noise = np.full(num_envs, self.noise_range[0])
+        self.act_fn = expert.make()
 
     def start_episodes(self, slots, rng):
         self.noise[slots] = rng.uniform(*self.noise_range, size=len(slots))
 
     def act(self, obs, goals, rng):
-        action = np.clip(goals - obs, self.low, self.high)
+        action = np.clip(self.act_fn(obs, goals), self.low, self.high)
         action = action + self.noise[:, None] * rng.standard_normal(action.shape)
         return np.clip(action, self.low, self.high).astype(np.float32)
 
     def describe(self) -> str:
         lo, hi = self.noise_range
         noise = f"noise std {lo}" if lo == hi else f"noise std ~ U[{lo}, {hi}] per episode"
-        return f"analytic expert clip(g - s, 0.1), {noise}"
+        return f"{self.expert.description}, {noise}"
 
 
 class SnapshotPolicy(BehaviorPolicy):
@@ -274,8 +276,8 @@ def shipped_levels(family: str) -> dict:
 
 def available_qualities(family: TaskFamily) -> list[str]:
     search = ["search"] if family.search is not None else []
-    if family.name in ("point-robot", "point-robot-sparse"):
-        return [q for q in QUALITIES if q != "search"] + search
+    if family.expert is not None:
+        return [q for q in QUALITIES if q in family.expert.noise] + ["random", "explore", "sweep", *search]
     levels = shipped_levels(family.name).get("levels", {})
     others = ["explore", "sweep", *search] if "expert" in levels else []
     return [q for q in QUALITIES if q in levels] + ["random"] + others
@@ -310,8 +312,8 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     if quality in ("explore", "sweep", "search"):
         kind = {"explore": ExplorePolicy, "sweep": SweepPolicy, "search": SearchPolicy}[quality]
         return kind(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
-    if family.name in ("point-robot", "point-robot-sparse"):
-        return PointRobotPolicy(space, num_envs, quality)
+    if family.expert is not None:
+        return ScriptedPolicy(space, num_envs, quality, family.expert)
     level = shipped_levels(family.name)["levels"][quality]
     actors = [load_actor(_weights_dir(family.name) / f"{name}.safetensors") for name in level["snapshots"]]
     return SnapshotPolicy(space, num_envs, quality, actors, level["deterministic"], level["snapshots"])

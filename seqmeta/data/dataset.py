@@ -52,6 +52,8 @@ COLUMNS = (
 
 _EXTRA_COLUMN_MEANINGS = {
     "reward_predicted": "true where `reward` is a prediction (the model's reward head), not the environment's",
+    "success": "the env's info['success'] at this step (Meta-World: the task is solved; an episode succeeds if any "
+    "step does)",
     "trial_episode": "the episode's place in its trial: consecutive episodes in one env by a behavior that "
     "remembers the earlier ones (0: a trial's first episode; 0 everywhere for behaviors without memory)",
 }
@@ -156,6 +158,8 @@ def write_dataset(
     episodes.validate(family, len(task_set_obj))
     if episodes.trial_episode.any():  # trials (a behavior with memory) are kept: prompts may be cut from them
         extra_columns = {**(extra_columns or {}), "trial_episode": np.repeat(episodes.trial_episode, episodes.lengths)}
+    if episodes.success is not None:
+        extra_columns = {**(extra_columns or {}), "success": episodes.success.astype(bool)}
     ds = to_hf_dataset(episodes, extra_columns)
     counts = np.bincount(episodes.task_index, minlength=len(task_set_obj))
     returns = episodes.episode_returns

@@ -28,6 +28,8 @@ class Episodes:
         trial_episode: (E,) the episode's place in its trial: a run of consecutive episodes in one
             env by a behavior that remembers the earlier ones (``search``); 0 for every episode of a
             behavior without memory. A trial's episodes are contiguous and in order.
+        success: (N,) bool, the env's ``info["success"]`` at each step, for envs that report it
+            (Meta-World); else None.
     """
 
     observations: np.ndarray
@@ -39,6 +41,7 @@ class Episodes:
     task_index: np.ndarray
     quality: np.ndarray
     trial_episode: np.ndarray | None = None
+    success: np.ndarray | None = None
 
     def __post_init__(self):
         if self.trial_episode is None:
@@ -99,11 +102,15 @@ class Episodes:
             task_index=self.task_index[order],
             quality=self.quality[order],
             trial_episode=self.trial_episode[order],
+            success=None if self.success is None else self.success[steps],
         )
 
     @classmethod
     def concatenate(cls, parts: Sequence[Episodes]) -> Episodes:
-        return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in cls.__dataclass_fields__})
+        """One ``Episodes`` of all parts in order (``success`` only when every part has it)."""
+        fields = [f for f in cls.__dataclass_fields__ if f != "success"]
+        success = None if any(p.success is None for p in parts) else np.concatenate([p.success for p in parts])
+        return cls(**{f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}, success=success)
 
     def validate(self, family: TaskFamily, num_tasks: int, source: str = "the episodes") -> None:
         """Raise ``DatasetFormatError`` naming the first problem and its fix."""

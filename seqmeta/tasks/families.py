@@ -13,6 +13,7 @@ index is therefore a stable name for it. Splits:
 | ant-dir | prompt-dt (default) | 50 angles ~ U[0, 2pi) | 6, 17, 23, 30, 41 | Prompt-DT's indices |
 | hopper-params | default | 50 dynamics draws | 45-49 | |
 | walker-params | default | 50 dynamics draws | 45-49 | |
+| metaworld-ml1-reach, -push, -pick-place | ml1 | ML1's 50 train and 50 test goals, seed 1337 | 50-99 | 500 steps |
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from seqmeta.errors import UnknownFamilyError
-from seqmeta.tasks.family import SearchPlan, TaskFamily, TaskSet
+from seqmeta.tasks.family import ScriptedExpert, SearchPlan, TaskFamily, TaskSet
 from seqmeta.tasks.locomotion import CheetahDirEnv, CheetahVelEnv, sample_log_scales
 from seqmeta.tasks.vector import cheetah_dir_rewards, cheetah_vector_env, cheetah_vel_rewards
 
@@ -44,7 +45,18 @@ _ENV_IDS = {
     "ant-dir": ("seqmeta/AntDir-v0", "seqmeta.tasks.locomotion:AntDirEnv", 200, {}),
     "hopper-params": ("seqmeta/HopperParams-v0", "seqmeta.tasks.locomotion:HopperParamsEnv", 200, {}),
     "walker-params": ("seqmeta/WalkerParams-v0", "seqmeta.tasks.locomotion:WalkerParamsEnv", 200, {}),
+    "metaworld": ("seqmeta/MetaWorld-v0", "seqmeta.tasks.metaworld:MetaWorldEnv", 500, {}),
 }
+# The ML1 families, metaworld-ml1-<class>, and their medium level's action-noise std: the scripted
+# experts shrug off noise to different degrees (success of 8 goals x 2 episodes at std 0.5 / 1 / 2:
+# reach 100 / 100 / 88%, push 50 / 13 / 0%, pick-place 81 / 38 / 0%).
+ML1_MEDIUM_NOISE = {"reach": 2.0, "push": 0.5, "pick-place": 0.7}
+# Point-Robot's expert: straight to the goal at full speed; its skill levels add action noise.
+POINT_ROBOT_EXPERT = ScriptedExpert(
+    make=lambda: lambda obs, goals: np.clip(goals - obs, -0.1, 0.1),
+    noise={"expert": (0.0, 0.0), "medium": (0.1, 0.1), "mixed": (0.0, 0.2)},
+    description="analytic expert clip(g - s, 0.1)",
+)
 
 
 def register_envs() -> None:
@@ -66,6 +78,7 @@ def _point_robot() -> TaskFamily:
         goal_features=lambda p: np.asarray(p["goal"], dtype=np.float32),
         sample_params=lambda rng: {"goal": rng.uniform(-1.0, 1.0, size=2).tolist()},
         description="Reach an unseen goal in the plane; dense reward -||s - g||.",
+        expert=POINT_ROBOT_EXPERT,
     )
 
 
@@ -88,6 +101,7 @@ def _point_robot_sparse() -> TaskFamily:
         goal_features=lambda p: np.asarray(p["goal"], dtype=np.float32),
         sample_params=lambda rng: _half_circle_goal(rng.uniform(0.0, np.pi)),
         description="Reach an unseen goal on the half-circle; reward only within 0.2 of it.",
+        expert=POINT_ROBOT_EXPERT,
         # Candidates 0.3 apart (less than twice the 0.2 reward radius), pulled in to radius 0.9: a shorter
         # path whose rewards still show every goal; each passed within 0.2, the last one (the sweep's end)
         # within 0.05. Chosen by the search behavior's own score on goals drawn from the whole half circle,
@@ -183,6 +197,37 @@ def _params_family(name: str, base_env: str) -> TaskFamily:
     )
 
 
+def _metaworld_ml1(name: str) -> TaskFamily:
+    from seqmeta.tasks import metaworld
+
+    task_class, noise = f"{name}-v3", ML1_MEDIUM_NOISE[name]
+    train, test = metaworld.benchmark_tasks("ML1", task_class, SEED)
+    params = tuple(train + test)
+    classes = (task_class,)
+    return TaskFamily(
+        name=f"metaworld-ml1-{name}",
+        env_id=_ENV_IDS["metaworld"][0],
+        horizon=metaworld.HORIZON,
+        task_sets={
+            "ml1": TaskSet(
+                "ml1",
+                params,
+                tuple(range(len(train), len(params))),
+                f"Meta-World ML1 {task_class}, seed {SEED}: its 50 train goals (0-49) and 50 test goals (50-99)",
+            )
+        },
+        default_task_set="ml1",
+        goal_features=lambda p: metaworld.goal_features(p, classes),
+        sample_params=lambda rng: train[rng.integers(len(train))],
+        description=f"Meta-World {task_class} with an unseen goal (hidden from the observation); success rate.",
+        expert=ScriptedExpert(
+            make=lambda: metaworld.ScriptedExperts(classes),
+            noise={"expert": (0.0, 0.0), "medium": (noise, noise), "mixed": (0.0, 2 * noise)},
+            description=f"Meta-World's scripted {task_class} policy, shown the goal",
+        ),
+    )
+
+
 _BUILDERS = {
     "point-robot": _point_robot,
     "point-robot-sparse": _point_robot_sparse,
@@ -191,6 +236,7 @@ _BUILDERS = {
     "ant-dir": _ant_dir,
     "hopper-params": lambda: _params_family("hopper-params", "Hopper-v5"),
     "walker-params": lambda: _params_family("walker-params", "Walker2d-v5"),
+    **{f"metaworld-ml1-{c}": (lambda c=c: _metaworld_ml1(c)) for c in ML1_MEDIUM_NOISE},
 }
 _FAMILIES: dict[str, TaskFamily] = {}
 

@@ -115,6 +115,21 @@ class SearchPlan:
     waypoints: Callable[[np.ndarray], np.ndarray] = lambda goals: goals
 
 
+@dataclass(frozen=True)
+class ScriptedExpert:
+    """A family's expert written as a function, no training needed (Point-Robot's analytic one,
+    Meta-World's scripted policies), and the action noise that makes its lower skill levels.
+
+    ``make()`` builds ``act(observations, goal_features) -> actions`` for N envs at once (built when a
+    behavior policy is made, so a family's definition imports nothing heavy); ``noise`` maps each
+    quality level to the range its per-episode Gaussian action-noise std is drawn from, in action units
+    (``expert`` has (0, 0))."""
+
+    make: Callable[[], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+    noise: dict[str, tuple[float, float]]
+    description: str
+
+
 class TaskEnvs(list):
     """Env factories of a family's tasks (``TaskFamily.env_fns``): a plain list of factories that also
     carries the family, the task params and the make_env keyword arguments."""
@@ -144,6 +159,8 @@ class TaskFamily:
             policy sees while acting. Never stored in datasets.
         sample_params: draws fresh task params (used to train goal-conditioned behavior policies).
         search: for sparse-reward families, how the ``search`` behavior looks for the goal (else None).
+        expert: a scripted expert and its noisy skill levels (else the family's experts are trained
+            goal-conditioned SAC policies shipped in ``seqmeta/behavior/weights``, or none).
         vector_env: ``(family, params) -> VectorEnv | None``, a batched implementation of the family's envs,
             one per task params dict, step for step the same as its gymnasium envs (``seqmeta.tasks.vector``);
             the rollout engine uses it where it can (where it returns None or is None: ``SyncVectorEnv``).
@@ -158,6 +175,7 @@ class TaskFamily:
     sample_params: Callable[[np.random.Generator], dict[str, Any]]
     description: str = ""
     search: SearchPlan | None = None
+    expert: ScriptedExpert | None = None
     vector_env: Callable[[TaskFamily, Sequence[dict[str, Any]]], gym.vector.VectorEnv] | None = None
     _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
 

@@ -1,0 +1,158 @@
+"""Meta-World task families: one Sawyer manipulation task class (ML1) or several (ML10), goals from
+Meta-World's own benchmark objects, the goal hidden from the observation as in Meta-World's ML setting.
+
+A task is ``{"task_class": "push-v3", "rand_vec": [...]}``: Meta-World's task class and the random
+vector it draws object and goal positions from (frozen, so every episode of a task starts the same).
+The observation is Meta-World's 39 numbers with the goal's 3 (the last 3) zeroed; the scripted
+experts of ``metaworld.policies`` act on the goal-visible observation, which the behavior policies
+rebuild from the task's goal features (the goal position, then the class index). ``info["success"]``
+is Meta-World's success signal; the metric is whether it was 1 at any step of an episode.
+
+Needs the ``metaworld`` package: ``install.sh`` installs it with ``pip install --no-deps metaworld==3.1.1``
+(its other dependencies are the extra ``seqmeta[metaworld]``).
+Meta-World 3.1.1 pins MuJoCo 3.3.0; seqmeta keeps MuJoCo 4 for every family (the shipped reference
+returns and behavior policies were measured on it) and runs Meta-World on it by writing the mocap
+weld's 11 parameters into MuJoCo 4's 12-wide ``eq_data`` rows, the one incompatibility
+(``_reset_mocap_welds``; a test checks the scripted experts still solve their tasks).
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from functools import cache
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from seqmeta.errors import MissingExtraError
+
+HORIZON = 500  # Meta-World's max_path_length
+GOAL_DIMS = slice(36, 39)  # where Meta-World's observation carries the goal position
+WELD = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 5.0])
+
+
+def _reset_mocap_welds(self) -> None:
+    """Meta-World's mocap weld reset, writing its 11 numbers into rows of any width (MuJoCo 4: 12)."""
+    if self.model.nmocap > 0 and self.model.eq_data is not None:
+        for i in range(self.model.eq_data.shape[0]):
+            if self.model.eq_type[i] == mujoco.mjtEq.mjEQ_WELD:
+                self.model.eq_data[i, : len(WELD)] = WELD
+
+
+@cache
+def metaworld():
+    """The ``metaworld`` package, made to run on the installed MuJoCo."""
+    try:
+        import metaworld as mw
+    except ImportError as e:
+        raise MissingExtraError(
+            "the Meta-World task families need the metaworld package: bash install.sh installs it, or "
+            f"pip install 'seqmeta[metaworld]' && pip install --no-deps metaworld==3.1.1 ({e})"
+        ) from None
+    from metaworld.sawyer_xyz_env import SawyerMocapBase
+
+    # The scripted policies warn on every process start that their gains may exceed the action box.
+    warnings.filterwarnings("ignore", message=r"Constant\(s\) may be too high", category=UserWarning)
+    SawyerMocapBase.reset_mocap_welds = _reset_mocap_welds
+    return mw
+
+
+def task_classes() -> dict[str, type]:
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    metaworld()
+    return dict(ALL_V3_ENVIRONMENTS)
+
+
+class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
+    """One Meta-World task: ``task_class`` with its goal and object positions frozen to ``rand_vec``."""
+
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, task_class: str = "reach-v3", rand_vec: list[float] | None = None, render_mode=None, **render):
+        classes = task_classes()
+        if task_class not in classes:
+            raise ValueError(f"unknown Meta-World task class {task_class!r}; choose one of {sorted(classes)}")
+        self.sim = classes[task_class](render_mode=render_mode, **render)
+        space = self.sim._random_reset_space
+        if rand_vec is None or np.shape(rand_vec) != space.shape or not np.isfinite(rand_vec).all():
+            raise ValueError(f"{task_class} needs rand_vec: {space.shape[0]} finite numbers, got {rand_vec!r}")
+        self.task_class = task_class
+        self.sim._last_rand_vec = np.asarray(rand_vec, dtype=np.float64)
+        self.sim._freeze_rand_vec = True
+        self.sim._set_task_called = True
+        self.sim._partially_observable = True  # the goal is not in the observation
+        self.render_mode = render_mode
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(39,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+
+    @property
+    def goal(self) -> np.ndarray:
+        """The goal position this task hides from the observation (set by reset)."""
+        return np.asarray(self.sim._target_pos, dtype=np.float64)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)  # Meta-World's start is fixed by the task: the seed changes nothing
+        obs, _ = self.sim.reset()
+        return obs.astype(np.float32), {}
+
+    def step(self, action: np.ndarray):
+        obs, reward, terminated, truncated, info = self.sim.step(np.asarray(action, dtype=np.float32))
+        info = {k: float(v) for k, v in info.items()}
+        return obs.astype(np.float32), float(reward), bool(terminated), bool(truncated), info
+
+    def render(self):
+        return self.sim.render()
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+def benchmark_tasks(benchmark: str, task_class: str | None, seed: int) -> tuple[list[dict], list[dict]]:
+    """Meta-World's own train and test tasks of ``ML1`` (one class) or ``ML10`` as seqmeta task params."""
+    mw = metaworld()
+    bench = mw.ML1(task_class, seed=seed) if benchmark == "ML1" else mw.ML10(seed=seed)
+
+    def params(tasks) -> list[dict]:
+        out = []
+        for task in tasks:
+            data = pickle.loads(task.data)  # made just now by the metaworld package, not read from a file
+            out.append({"task_class": task.env_name, "rand_vec": [round(float(x), 9) for x in data["rand_vec"]]})
+        return out
+
+    return params(bench.train_tasks), params(bench.test_tasks)
+
+
+@cache
+def _goal(task_class: str, rand_vec: tuple[float, ...]) -> tuple[float, ...]:
+    env = MetaWorldEnv(task_class, list(rand_vec))
+    env.reset()
+    goal = tuple(env.goal.tolist())
+    env.close()
+    return goal
+
+
+def goal_features(params: dict[str, Any], classes: tuple[str, ...]) -> np.ndarray:
+    """What the scripted expert needs to see: the goal position (3) and the task class's index."""
+    goal = _goal(params["task_class"], tuple(params["rand_vec"]))
+    return np.asarray([*goal, classes.index(params["task_class"])], dtype=np.float32)
+
+
+class ScriptedExperts:
+    """Meta-World's scripted policies, batched: each env's observation with its goal put back, acted on
+    by its class's policy (the goal features' last number says which class)."""
+
+    def __init__(self, classes: tuple[str, ...]):
+        from metaworld.policies import ENV_POLICY_MAP
+
+        metaworld()
+        self.policies = [ENV_POLICY_MAP[c]() for c in classes]
+
+    def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        visible = np.array(obs, dtype=np.float64)
+        visible[:, GOAL_DIMS] = goals[:, :3]
+        which = goals[:, 3].astype(int)
+        return np.stack([self.policies[c].get_action(o) for c, o in zip(which, visible, strict=True)])

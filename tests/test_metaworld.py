@@ -1,0 +1,77 @@
+"""Meta-World families: the goal stays hidden in stored data, stored expert episodes replay to success,
+the scripted experts still solve their tasks on the installed MuJoCo, evaluation reports success rate."""
+
+import numpy as np
+import pytest
+
+import seqmeta
+from seqmeta.data.collect import collect_dataset, rollout
+from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.results import format_table
+from seqmeta.tasks.metaworld import GOAL_DIMS
+
+pytest.importorskip("metaworld")
+
+
+@pytest.fixture(scope="module")
+def reach_data(tmp_path_factory):
+    """One expert episode on each of two training goals and one held-out goal of ML1 reach."""
+    out = tmp_path_factory.mktemp("mw") / "reach"
+    return collect_dataset(
+        "metaworld-ml1-reach", "expert", str(out), tasks="0,7,50", episodes_per_task=1, progress=False
+    )
+
+
+def test_splits_are_meta_worlds_own_train_and_test_goals():
+    family = seqmeta.get_family("metaworld-ml1-push")
+    ts = family.task_set()
+    assert len(ts) == 100 and ts.test_indices == tuple(range(50, 100)) and ts.train_indices == tuple(range(50))
+    vecs = np.array([p["rand_vec"] for p in ts.params])
+    assert len(np.unique(vecs, axis=0)) == 100  # 100 distinct goals, none shared by train and test
+    assert {p["task_class"] for p in ts.params} == {"push-v3"}
+    assert family.horizon == 500
+
+
+def test_stored_observations_hide_the_goal_and_expert_episodes_replay_to_success(reach_data):
+    family = reach_data.family
+    obs = np.asarray(reach_data.hf["observation"])
+    assert obs.shape[1] == 39 and not obs[:, GOAL_DIMS].any()  # the goal's 3 numbers are zeros everywhere
+    success = np.asarray(reach_data.hf["success"])
+    episodes = reach_data.episodes
+    for start, length, task in zip(episodes["start"], episodes["length"], episodes["task_index"], strict=True):
+        steps = slice(int(start), int(start + length))
+        assert success[steps].any()  # the scripted expert reached the goal
+        env = family.make_env(reach_data.task_set.params[task])
+        first, _ = env.reset(seed=123)  # the task fixes the start: any seed gives the stored one
+        np.testing.assert_array_equal(first, obs[steps][0])
+        replayed = []
+        for action in np.asarray(reach_data.hf["action"])[steps]:
+            _, reward, _, _, info = env.step(action)
+            replayed.append((reward, info["success"]))
+        np.testing.assert_allclose([r for r, _ in replayed], np.asarray(reach_data.hf["reward"])[steps], rtol=1e-5)
+        np.testing.assert_array_equal([s > 0 for _, s in replayed], success[steps])
+        env.close()
+
+
+@pytest.mark.parametrize("name", ["metaworld-ml1-push", "metaworld-ml1-pick-place"])
+def test_scripted_experts_solve_their_tasks_on_the_installed_mujoco(name):
+    """Meta-World pins MuJoCo 3.3; seqmeta runs it on MuJoCo 4 (the weld fix in seqmeta.tasks.metaworld)."""
+    family = seqmeta.get_family(name)
+    ts = family.task_set()
+    out = rollout(family, "expert", [ts.train_indices[3], ts.test_indices[3]], 1, progress=False)
+    assert np.maximum.reduceat(out.success, out.starts).all()
+    random = rollout(family, "random", [ts.test_indices[3]], 1, progress=False)
+    assert out.episode_returns.min() > 5 * random.episode_returns.max()
+
+
+def test_evaluation_reports_success_rate(reach_data, tmp_path):
+    from seqmeta.models import PromptDTConfig, PromptDTModel
+
+    config = PromptDTConfig.from_dataset(reach_data, hidden_size=16, num_layers=1, context_length=4)
+    model = PromptDTModel(config)
+    protocol = EvalProtocol(data=str(reach_data.path), tasks="50", prompt_trajectories="0,1", episodes=1)
+    results = evaluate(model, protocol, output_dir=tmp_path, progress=False)
+    for setting in results["settings"]:
+        assert setting["success_rate"] in (0.0, 1.0)
+        assert setting["per_task"][0]["success_rate"] == setting["success_rate"]
+    assert "success" in format_table(results).splitlines()[1]
