@@ -55,7 +55,18 @@ def cmd_families(args: argparse.Namespace) -> None:
             print(f"  shipped model: {', '.join(shipped[name])} (seqmeta.load_model(NAME), seqmeta eval --model NAME)")
         for set_name, ts in family.task_sets.items():
             default = " (default)" if set_name == family.default_task_set else ""
-            print(f"  task set {set_name}{default}: {len(ts)} tasks, test {list(ts.test_indices)}; {ts.description}")
+            print(f"  task set {set_name}{default}: {len(ts)} tasks, test {_ranges(ts.test_indices)}; {ts.description}")
+
+
+def _ranges(indices) -> str:
+    """Sorted indices as runs: ``2, 7, 50-99``."""
+    runs: list[list[int]] = []
+    for i in sorted(indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:

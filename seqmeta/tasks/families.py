@@ -14,6 +14,7 @@ index is therefore a stable name for it. Splits:
 | hopper-params | default | 50 dynamics draws | 45-49 | |
 | walker-params | default | 50 dynamics draws | 45-49 | |
 | metaworld-ml1-reach, -push, -pick-place | ml1 | ML1's 50 train and 50 test goals, seed 1337 | 50-99 | 500 steps |
+| metaworld-ml10 | ml10 | 50 goals of each of ML10's 10 train and 5 test classes, seed 1337 | 500-749 | 500 steps |
 """
 
 from __future__ import annotations
@@ -197,35 +198,49 @@ def _params_family(name: str, base_env: str) -> TaskFamily:
     )
 
 
-def _metaworld_ml1(name: str) -> TaskFamily:
+def _metaworld(name: str, benchmark: str, task_class: str | None, noise: float, about: str) -> TaskFamily:
+    """A Meta-World family: the benchmark's own train and test tasks (ML1: goals of one class; ML10: the
+    train classes' goals, then the held-out classes' goals)."""
     from seqmeta.tasks import metaworld
 
-    task_class, noise = f"{name}-v3", ML1_MEDIUM_NOISE[name]
-    train, test = metaworld.benchmark_tasks("ML1", task_class, SEED)
+    train, test = metaworld.benchmark_tasks(benchmark, task_class, SEED)
     params = tuple(train + test)
-    classes = (task_class,)
+    classes = tuple(dict.fromkeys(p["task_class"] for p in params))
+    set_name = benchmark.lower()
     return TaskFamily(
-        name=f"metaworld-ml1-{name}",
+        name=name,
         env_id=_ENV_IDS["metaworld"][0],
         horizon=metaworld.HORIZON,
         task_sets={
-            "ml1": TaskSet(
-                "ml1",
+            set_name: TaskSet(
+                set_name,
                 params,
                 tuple(range(len(train), len(params))),
-                f"Meta-World ML1 {task_class}, seed {SEED}: its 50 train goals (0-49) and 50 test goals (50-99)",
+                f"Meta-World {benchmark}, seed {SEED}: {about}",
             )
         },
-        default_task_set="ml1",
+        default_task_set=set_name,
         goal_features=lambda p: metaworld.goal_features(p, classes),
         sample_params=lambda rng: train[rng.integers(len(train))],
-        description=f"Meta-World {task_class} with an unseen goal (hidden from the observation); success rate.",
+        description=f"Meta-World {task_class or benchmark}: unseen goals"
+        + ("" if task_class else " and held-out task classes")
+        + " (the goal hidden from the observation); success rate.",
         expert=ScriptedExpert(
             make=lambda: metaworld.ScriptedExperts(classes),
             noise={"expert": (0.0, 0.0), "medium": (noise, noise), "mixed": (0.0, 2 * noise)},
-            description=f"Meta-World's scripted {task_class} policy, shown the goal",
+            description=f"Meta-World's scripted {task_class or 'per-class'} policy, shown the goal",
         ),
     )
+
+
+def _metaworld_ml1(name: str) -> TaskFamily:
+    about = "its 50 train goals (0-49) and 50 test goals (50-99)"
+    return _metaworld(f"metaworld-ml1-{name}", "ML1", f"{name}-v3", ML1_MEDIUM_NOISE[name], about)
+
+
+def _metaworld_ml10() -> TaskFamily:
+    about = "50 goals of each of its 10 train classes (0-499), then of its 5 test classes (500-749)"
+    return _metaworld("metaworld-ml10", "ML10", None, 0.5, about)
 
 
 _BUILDERS = {
@@ -237,6 +252,7 @@ _BUILDERS = {
     "hopper-params": lambda: _params_family("hopper-params", "Hopper-v5"),
     "walker-params": lambda: _params_family("walker-params", "Walker2d-v5"),
     **{f"metaworld-ml1-{c}": (lambda c=c: _metaworld_ml1(c)) for c in ML1_MEDIUM_NOISE},
+    "metaworld-ml10": _metaworld_ml10,
 }
 _FAMILIES: dict[str, TaskFamily] = {}
 
