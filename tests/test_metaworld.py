@@ -32,6 +32,19 @@ def test_splits_are_meta_worlds_own_train_and_test_goals():
     assert family.horizon == 500
 
 
+def test_the_shipped_task_lists_are_what_metaworld_draws():
+    """The families read seqmeta/tasks/metaworld_tasks.json; metaworld draws the same tasks again."""
+    from seqmeta.tasks.families import SEED
+    from seqmeta.tasks.metaworld import benchmark_tasks, shipped_tasks
+
+    assert benchmark_tasks("ML1", "reach-v3", SEED) == shipped_tasks("ML1", "reach-v3")
+    ts = seqmeta.get_family("metaworld-ml10").task_set()
+    classes = [p["task_class"] for p in ts.params]
+    assert (
+        len(set(classes[:500])) == 10 and len(set(classes[500:])) == 5 and not set(classes[:500]) & set(classes[500:])
+    )
+
+
 def test_stored_observations_hide_the_goal_and_expert_episodes_replay_to_success(reach_data):
     family = reach_data.family
     obs = np.asarray(reach_data.hf["observation"])

@@ -203,7 +203,7 @@ def _metaworld(name: str, benchmark: str, task_class: str | None, noise: float, 
     train classes' goals, then the held-out classes' goals)."""
     from seqmeta.tasks import metaworld
 
-    train, test = metaworld.benchmark_tasks(benchmark, task_class, SEED)
+    train, test = metaworld.shipped_tasks(benchmark, task_class)
     params = tuple(train + test)
     classes = tuple(dict.fromkeys(p["task_class"] for p in params))
     set_name = benchmark.lower()

@@ -18,9 +18,11 @@ weld's 11 parameters into MuJoCo 4's 12-wide ``eq_data`` rows, the one incompati
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 from functools import cache
+from importlib import resources
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -112,7 +114,8 @@ class MetaWorldEnv(gym.Env[np.ndarray, np.ndarray]):
 
 
 def benchmark_tasks(benchmark: str, task_class: str | None, seed: int) -> tuple[list[dict], list[dict]]:
-    """Meta-World's own train and test tasks of ``ML1`` (one class) or ``ML10`` as seqmeta task params."""
+    """Meta-World's own train and test tasks of ``ML1`` (one class) or ``ML10`` as seqmeta task params,
+    drawn by the metaworld package (seconds: it builds and resets an env per class)."""
     mw = metaworld()
     bench = mw.ML1(task_class, seed=seed) if benchmark == "ML1" else mw.ML10(seed=seed)
 
@@ -124,6 +127,24 @@ def benchmark_tasks(benchmark: str, task_class: str | None, seed: int) -> tuple[
         return out
 
     return params(bench.train_tasks), params(bench.test_tasks)
+
+
+def table_key(benchmark: str, task_class: str | None) -> str:
+    return benchmark if task_class is None else f"{benchmark}/{task_class}"
+
+
+@cache
+def _shipped_table() -> dict[str, Any]:
+    path = resources.files("seqmeta.tasks") / "metaworld_tasks.json"
+    return json.loads(path.read_text())
+
+
+def shipped_tasks(benchmark: str, task_class: str | None) -> tuple[list[dict], list[dict]]:
+    """The train and test tasks of ``benchmark_tasks(benchmark, task_class, SEED)``, as shipped in
+    ``metaworld_tasks.json`` (written by ``python eval/metaworld_tasks.py --install``): a family's
+    task list never changes and is known without building Meta-World envs."""
+    entry = _shipped_table()[table_key(benchmark, task_class)]
+    return entry["train"], entry["test"]
 
 
 @cache
