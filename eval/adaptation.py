@@ -94,9 +94,10 @@ def with_corrections(model_dir: Path, data: str, behavior: str, out: Path) -> st
 
 
 def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, prompted: bool, out: Path) -> list:
-    """(setting, metric, value) of one model under one evaluation seed (evaluations cached per protocol):
-    metric ``normalized``, and for envs that report success (Meta-World) ``success`` (percent of
-    episodes) and ``return`` (mean return)."""
+    """(family suffix, setting, metric, value) of one model under one evaluation seed (evaluations cached
+    per protocol): metric ``normalized``, and for envs that report success (Meta-World) ``success``
+    (percent of episodes) and ``return`` (mean return); suffix ``""``, and ``/<class>`` for each task
+    class of a family of several (ML10: ``metaworld-ml10/drawer-open-v3``)."""
     from dataclasses import asdict
 
     from seqmeta.evaluation import EvalProtocol, evaluate
@@ -127,12 +128,29 @@ def evaluate_seed(model_dir: Path, data: str, eval_seed: int, episodes: int, pro
             named = {f"own-round-{r}": [by_setting[r]] for r in range(ROUNDS)}
             named["own-rounds-1-3"] = [by_setting[r] for r in range(1, ROUNDS)]
         for setting, parts in named.items():  # own-rounds-1-3: the mean of rounds 1-3
-            metrics = {"normalized": [p["normalized"] for p in parts]}
-            if parts[0].get("success_rate") is not None:
-                metrics["success"] = [100 * p["success_rate"] for p in parts]
-                metrics["return"] = [p["mean_return"] for p in parts]
-            scores += [(setting, m, float(np.mean(v))) for m, v in metrics.items() if None not in v]
+            groups = {"": [p["per_task"] for p in parts]}
+            classes = sorted({t["params"].get("task_class") for t in parts[0]["per_task"]} - {None})
+            if len(classes) > 1:  # several task classes (Meta-World ML10): each class's own records too
+                groups |= {
+                    f"/{c}": [[t for t in p if t["params"]["task_class"] == c] for p in groups[""]] for c in classes
+                }
+            for suffix, tasks in groups.items():
+                scores += [(suffix, setting, m, v) for m, v in _metrics(tasks).items()]
     return scores
+
+
+def _metrics(parts: list[list[dict]]) -> dict[str, float]:
+    """Mean over parts (rounds) of the mean over tasks: normalized score, and success (%) and return
+    where the env reports success."""
+
+    def mean(key: str) -> float | None:
+        values = [t[key] for tasks in parts for t in tasks]
+        return None if None in values else float(np.mean([np.mean([t[key] for t in tasks]) for tasks in parts]))
+
+    out = {"normalized": mean("normalized")}
+    if parts[0][0].get("success_rate") is not None:
+        out |= {"success": 100 * mean("success_rate"), "return": mean("mean")}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def ship(out: Path, seed: int, eval_seed: int, eval_data: str, name: str) -> None:
@@ -316,18 +334,22 @@ def main() -> None:
                 scores = evaluate_seed(model, eval_data, eval_seed, args.episodes, prompted, out / "eval")
                 fresh += [
                     {
-                        "family": args.family,
+                        "family": args.family + suffix,
                         "setting": k,
                         "train_seed": seed,
                         "eval_seed": eval_seed,
                         "metric": m,
                         "value": v,
                     }
-                    for k, m, v in scores
+                    for suffix, k, m, v in scores
                 ]
                 print(
                     f"  seed {seed} eval {eval_seed} {'prompt' if prompted else 'no-prompt'}: "
-                    + ", ".join(f"{k} {v:.1f}" + ("" if m == "normalized" else f" ({m})") for k, m, v in scores),
+                    + ", ".join(
+                        f"{k} {v:.1f}" + ("" if m == "normalized" else f" ({m})")
+                        for suffix, k, m, v in scores
+                        if not suffix
+                    ),
                     flush=True,
                 )
     seeds = {r["train_seed"] for r in fresh}
@@ -335,7 +357,8 @@ def main() -> None:
     with open(results_file.with_suffix(".lock"), "w") as lock:  # runs of other seeds may finish at the same time
         fcntl.flock(lock, fcntl.LOCK_EX)
         records = json.loads(results_file.read_text()) if results_file.exists() else []
-        records = [r for r in records if not (r["family"] == args.family and r["train_seed"] in seeds)] + fresh
+        records = [r for r in records if not (r["family"].split("/")[0] == args.family and r["train_seed"] in seeds)]
+        records += fresh
         tmp = results_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(records, indent=1) + "\n")
         tmp.replace(results_file)
