@@ -63,9 +63,9 @@ def metaworld():
 
 
 def task_classes() -> dict[str, type]:
+    metaworld()
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-    metaworld()
     return dict(ALL_V3_ENVIRONMENTS)
 
 
@@ -167,9 +167,9 @@ class ScriptedExperts:
     by its class's policy (the goal features' last number says which class)."""
 
     def __init__(self, classes: tuple[str, ...]):
+        metaworld()
         from metaworld.policies import ENV_POLICY_MAP
 
-        metaworld()
         self.policies = [ENV_POLICY_MAP[c]() for c in classes]
 
     def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
