@@ -7,6 +7,7 @@ import pytest
 import seqmeta
 from seqmeta.data.collect import collect_dataset, rollout
 from seqmeta.evaluation import EvalProtocol, evaluate
+from seqmeta.hub import render_model_card
 from seqmeta.results import format_table
 from seqmeta.tasks.metaworld import GOAL_DIMS
 
@@ -83,8 +84,15 @@ def test_evaluation_reports_success_rate(reach_data, tmp_path):
     config = PromptDTConfig.from_dataset(reach_data, hidden_size=16, num_layers=1, context_length=4)
     model = PromptDTModel(config)
     protocol = EvalProtocol(data=str(reach_data.path), tasks="50", prompt_trajectories="0,1", episodes=1)
-    results = evaluate(model, protocol, output_dir=tmp_path, progress=False)
+    model.save_pretrained(tmp_path / "model")
+    results = evaluate(model, protocol, output_dir=tmp_path / "model" / "eval", progress=False)
     for setting in results["settings"]:
         assert setting["success_rate"] in (0.0, 1.0)
         assert setting["per_task"][0]["success_rate"] == setting["success_rate"]
     assert "success" in format_table(results).splitlines()[1]
+    card = render_model_card(tmp_path / "model", "someone/reach")  # the card states the success rate
+    rates = [f"{100 * s['success_rate']:.1f}%" for s in results["settings"]]
+    assert "| mean return | normalized score | success rate |" in card.text
+    assert all(f"| {rate} |" in card.text for rate in rates)
+    metrics = [m for m in card.data.eval_results if m.metric_type == "success_rate"]
+    assert [m.metric_value for m in metrics] == [round(100 * s["success_rate"], 1) for s in results["settings"]]

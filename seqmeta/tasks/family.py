@@ -19,9 +19,12 @@ SPLITS = ("train", "test", "all")
 
 
 def describe_params(params: dict[str, Any]) -> str:
-    """Task parameters as short text: ``goal=(0.086, -0.402)``; vectors of more than 3 values shortened."""
+    """Task parameters as short text: ``goal=(0.086, -0.402)``; vectors of more than 3 values shortened,
+    text as it is (``task_class=push-v3``)."""
 
     def value(v: Any) -> str:
+        if isinstance(v, str):
+            return v
         flat = np.ravel(np.asarray(v, dtype=np.float64))
         if flat.size == 1 and np.ndim(v) == 0:
             return f"{flat[0]:.4g}"
