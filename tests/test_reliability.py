@@ -421,6 +421,6 @@ def test_every_flag_a_message_suggests_exists():
     for path in source.rglob("*.py"):
         suggested |= {m for m in re.findall(r"`[^`]*?(--[a-z][a-z0-9_-]+)", path.read_text())}
     assert suggested
-    others = {"--flag", "--nproc_per_node"}  # a docstring's placeholder; torchrun's own flag
+    others = {"--flag", "--nproc_per_node", "--no-deps"}  # a docstring's placeholder; torchrun's and pip's own flags
     missing = sorted(f for f in suggested - others if f not in flags)
     assert not missing, f"messages suggest flags no verb has: {missing}"
