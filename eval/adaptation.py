@@ -310,7 +310,8 @@ def main() -> None:
     if args.table:
         for metric in METRICS:
             print_table(records, metric)
-        for family in sorted({r["family"] for r in records}):  # the plots, drawn again from the same records
+        families = sorted({r["family"] for r in records if "/" not in r["family"]})  # not one per task class
+        for family in families:  # the plots, drawn again from the same records
             plot(records, family, RESULTS_DIR / f"{family}_{args.results}.png")
         return
     if not (args.family and args.recipe and args.data and args.out):
