@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--install", action="store_true", help="write the package's table (the families read it)")
     args = parser.parse_args()
     out = TABLE if args.install else Path(args.output)
+    if out.resolve() == TABLE.resolve() and not args.install:
+        parser.error(f"--output {out} is the package's shipped table: pass --install to replace it")
     table = {}
     for benchmark, task_class in [("ML1", f"{c}-v3") for c in ML1_MEDIUM_NOISE] + [("ML10", None)]:
         train, test = benchmark_tasks(benchmark, task_class, SEED)

@@ -81,9 +81,9 @@ class Rollouts:
     @property
     def success(self) -> np.ndarray | None:
         """(E,) whether ``info["success"]`` was true at any step of each episode; None if never reported."""
-        if "success" not in self.info:
+        if self.episodes.success is None:
             return None
-        return np.maximum.reduceat(self.info["success"] > 0, self.episodes.starts)
+        return np.maximum.reduceat(self.episodes.success, self.episodes.starts)
 
     def episode_arrays(self) -> list[dict[str, np.ndarray]]:
         """Each episode as a dict of arrays (observations, actions, rewards, env_rewards)."""
@@ -302,6 +302,7 @@ class _Trace:
         last = np.cumsum(lengths) - 1
         truncated[last] |= ~terminated[last]  # an episode cut by max_steps ends truncated
         tasks = slot if task_index is None else np.asarray(task_index, np.int64)[slot]
+        steps_info = {k: cut(v) for k, v in info.items()}
         qualities = [quality] * len(slot) if isinstance(quality, str) else [quality[i] for i in slot]
         episodes = Episodes(
             observations=cut(stacked["obs"]).astype(np.float32),
@@ -312,11 +313,12 @@ class _Trace:
             lengths=lengths,
             task_index=tasks,
             quality=np.array(qualities, dtype=object),
+            success=steps_info["success"] > 0 if "success" in steps_info else None,
         )
         return Rollouts(
             episodes=episodes,
             slot=slot,
             env_rewards=cut(stacked["env"]).astype(np.float64),
             returns=np.array([s[3] for s in self.spans]),
-            info={k: cut(v) for k, v in info.items()},
+            info=steps_info,
         )

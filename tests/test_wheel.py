@@ -34,7 +34,8 @@ report = {"models": {}}
 for name, folder in shipped.items():
     model = seqmeta.load_model(name)
     plain = seqmeta.PromptDTModel.from_pretrained(folder)  # transformers' own loader on the shipped folder
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), plain.state_dict().values()))
+    mine, theirs = model.state_dict(), plain.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     demos = seqmeta.load_trajectories(folder / "demos")
     family = seqmeta.get_family(model.config.family)
     task = demos.task_set.test_indices[0]

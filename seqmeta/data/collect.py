@@ -83,8 +83,6 @@ def collect_episodes(
     # The k-th episode of an env is the (k mod trial length)-th of its trial; an env's episodes are contiguous.
     first_of_slot = np.searchsorted(out.slot, out.slot)
     out.episodes.trial_episode = (np.arange(len(out.slot)) - first_of_slot) % policy.trial_episodes
-    if "success" in out.info:
-        out.episodes.success = out.info["success"] > 0
     return out.episodes.take(np.argsort(out.episodes.task_index, kind="stable"))
 
 
