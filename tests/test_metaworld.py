@@ -96,3 +96,41 @@ def test_evaluation_reports_success_rate(reach_data, tmp_path):
     assert all(f"| {rate} |" in card.text for rate in rates)
     metrics = [m for m in card.data.eval_results if m.metric_type == "success_rate"]
     assert [m.metric_value for m in metrics] == [round(100 * s["success_rate"], 1) for s in results["settings"]]
+
+
+def test_meta_worlds_own_protocol_runs_a_seqmeta_model_on_the_familys_held_out_goals(reach_data):
+    """eval/metaworld_protocol.py: Meta-World's ML1 test envs (benchmark seed 1337) start where the
+    family's held-out tasks start, and its metalearning_evaluation runs a seqmeta model prompted with
+    the episodes it gathered while adapting."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    from metaworld.evaluation import metalearning_evaluation
+    from metaworld_protocol import BENCHMARK_SEED, MetaLearner, make_test_envs
+
+    from seqmeta.models import PromptDTConfig, PromptDTModel
+
+    family = seqmeta.get_family("metaworld-ml1-reach")
+    ts = family.task_set()
+    held_out = np.array([ts.params[t]["rand_vec"] for t in ts.test_indices])
+    envs = make_test_envs(family.name, 5, BENCHMARK_SEED)
+    envs.call("sample_tasks")
+    obs, _ = envs.reset(seed=0)
+    rand_vec = np.asarray(envs.envs[0].unwrapped._last_rand_vec)
+    match = np.abs(held_out - rand_vec).max(axis=1)
+    assert match.min() < 1e-6  # one of the family's held-out goals
+    ours, _ = family.make_env(ts.params[ts.test_indices[int(match.argmin())]]).reset(seed=0)
+    np.testing.assert_allclose(ours, obs[0], atol=1e-6)
+    assert not obs[:, GOAL_DIMS].any()  # the goal is hidden there too
+
+    config = PromptDTConfig.from_dataset(reach_data, hidden_size=16, num_layers=1, context_length=4)
+    learner = MetaLearner(PromptDTModel(config), envs.num_envs, target_return=1000.0, seed=0)
+    success, mean_return, per_class = metalearning_evaluation(
+        learner, envs, num_evals=1, adaptation_episodes=1, evaluation_episodes=2
+    )
+    assert len(learner.history) == 1 and learner.history[0].lengths.tolist() == [500] * 5
+    assert learner.eval_prompts["attention_mask"].all()  # prompted with its own adaptation episode
+    own = learner.history[0].observations
+    assert np.isin(learner.eval_prompts["observation"][0, :, 0], own[:500, 0]).all()  # env 0's own steps
+    assert set(per_class) == {"reach-v3"} and 0.0 <= success <= 1.0 and np.isfinite(mean_return)
