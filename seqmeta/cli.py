@@ -43,6 +43,7 @@ def cmd_families(args: argparse.Namespace) -> None:
     from seqmeta.behavior.policies import available_qualities
     from seqmeta.pretrained import list_pretrained
     from seqmeta.tasks import get_family, list_families
+    from seqmeta.tasks.family import index_ranges
 
     shipped: dict[str, list[str]] = {}
     for model_name, folder in list_pretrained().items():
@@ -55,18 +56,8 @@ def cmd_families(args: argparse.Namespace) -> None:
             print(f"  shipped model: {', '.join(shipped[name])} (seqmeta.load_model(NAME), seqmeta eval --model NAME)")
         for set_name, ts in family.task_sets.items():
             default = " (default)" if set_name == family.default_task_set else ""
-            print(f"  task set {set_name}{default}: {len(ts)} tasks, test {_ranges(ts.test_indices)}; {ts.description}")
-
-
-def _ranges(indices) -> str:
-    """Sorted indices as runs: ``2, 7, 50-99``."""
-    runs: list[list[int]] = []
-    for i in sorted(indices):
-        if runs and i == runs[-1][1] + 1:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+            test = index_ranges(ts.test_indices)
+            print(f"  task set {set_name}{default}: {len(ts)} tasks, test {test}; {ts.description}")
 
 
 def cmd_recipes(args: argparse.Namespace) -> None:

@@ -61,6 +61,7 @@ class CardError(SeqmetaError, ValueError):
 
 def _results_entry(path: Path, name: str) -> dict[str, Any]:
     from seqmeta.results import load_results
+    from seqmeta.tasks.family import index_ranges
 
     r = load_results(path)
     p = r["protocol"]
@@ -77,7 +78,7 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
     text = (
         f"{prompts}; "
         f"target return rule `{p['target_return']}`; {p['episodes']} episodes per task and setting; "
-        f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({', '.join(map(str, tasks))})."
+        f"evaluation seed {p['seed']}; tasks `{p['tasks']}` ({index_ranges(tasks)})."
     )
     flags = [
         f"--tasks {p['tasks']}",
@@ -155,6 +156,7 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     from seqmeta.configs import read_yaml
     from seqmeta.models import load_model_config
     from seqmeta.tasks import get_family
+    from seqmeta.tasks.family import index_ranges
 
     folder = Path(folder)
     cfg = load_model_config(folder)
@@ -209,6 +211,7 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         target_return=target,
         seen=seen,
         train_tasks=train_tasks,
+        ranges=index_ranges,
         task_rows=lambda indices: [{"index": t, "text": task_set.describe(t)} for t in indices],
         train_data=train_data,
         demos_needed=demos_needed,

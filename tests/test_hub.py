@@ -327,7 +327,7 @@ def test_the_cards_python_snippet_runs(model_dir):
 
 def test_the_card_says_what_the_model_saw_of_its_evaluation_tasks(model_dir, tmp_path):
     card = str(render_model_card(model_dir, "tester/x"))
-    assert "evaluated on tasks\n  45, 46, 47, 48, 49 (never seen in training)" in card
+    assert "trained on tasks 0-44; evaluated on tasks\n  45-49 (never seen in training)" in card
     task_set = seqmeta.get_family("point-robot").task_set()
     goal = task_set.params[45]["goal"]
     assert f"| 45 | goal=({goal[0]:.3g}, {goal[1]:.3g}) |" in card  # tasks by their parameters, not only indices

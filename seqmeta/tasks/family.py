@@ -18,6 +18,17 @@ from seqmeta.errors import TaskSelectionError
 SPLITS = ("train", "test", "all")
 
 
+def index_ranges(indices) -> str:
+    """Sorted task indices as runs: ``2, 7, 50-99``."""
+    runs: list[list[int]] = []
+    for i in sorted(int(i) for i in indices):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def describe_params(params: dict[str, Any]) -> str:
     """Task parameters as short text: ``goal=(0.086, -0.402)``; vectors of more than 3 values shortened,
     text as it is (``task_class=push-v3``)."""
