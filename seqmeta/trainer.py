@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -46,6 +47,16 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
+def lr_factor(config: LoopConfig, step: int) -> float:
+    """The learning rate at optimizer step ``step`` (0-based) as a fraction of ``learning_rate``: a linear
+    warmup over ``warmup_steps``, then constant or a cosine decay reaching 0 at ``max_steps``."""
+    warmup = max(config.warmup_steps, 1)
+    if step + 1 < warmup or config.lr_schedule == "constant":
+        return min(1.0, (step + 1) / warmup)
+    progress = min(1.0, (step + 1 - warmup) / (max(config.max_steps - warmup, 0) + 1))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 @dataclass
 class LoopConfig:
     """The optimizer loop's settings: what meta-training and fine-tuning share (``fit`` reads them)."""
@@ -55,6 +66,9 @@ class LoopConfig:
     learning_rate: float = option(1e-4, "AdamW learning rate after warmup", low=0, low_open=True)
     weight_decay: float = option(1e-4, "AdamW weight decay", low=0)
     warmup_steps: int = option(100, "linear learning-rate warmup steps", low=0)
+    lr_schedule: str = option(
+        "constant", "after warmup: constant, or cosine (decays to 0 at max_steps)", choices=("constant", "cosine")
+    )
     grad_clip: float = option(0.25, "gradient norm clip", low=0, low_open=True)
     gradient_accumulation_steps: int = option(1, "micro-batches per optimizer step", low=1)
     mixed_precision: str = option(
@@ -410,7 +424,7 @@ def fit(
     model = build_model()
     params = [p for p in model.parameters() if p.requires_grad]  # LoRA: the adapters only
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(config.warmup_steps, 1)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(config, s))
     batches = make_batches(config.seed + 1000 * accelerator.process_index)
     step = 0
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)

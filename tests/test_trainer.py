@@ -63,6 +63,18 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(point_ro
         assert load_config(TrainConfig, folder / "train_config.yaml").max_steps == max_steps
 
 
+def test_cosine_schedule_decays_the_learning_rate_to_near_zero_and_constant_keeps_it(point_robot_dataset, tmp_path):
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        config = tiny_config(point_robot_dataset.path, tmp_path / schedule, 8, log_every=2, lr_schedule=schedule)
+        train(config)
+        rates[schedule] = [e["lr"] for e in read_log(tmp_path / schedule / "train_log.jsonl") if "loss" in e]
+    lr = tiny_config(point_robot_dataset.path, tmp_path, 8).learning_rate
+    assert rates["constant"] == pytest.approx([lr] * 4)
+    cosine = rates["cosine"]  # the rate of the next step, logged after steps 2, 4, 6, 8 (warmup: 2 steps)
+    assert lr > cosine[0] > cosine[1] > cosine[2] > 0 and cosine[2] < 0.2 * lr and cosine[3] == 0
+
+
 @pytest.mark.reliability("faults", "right result")
 def test_sigkilled_training_resumes_to_the_weights_of_an_uninterrupted_run(point_robot_dataset, tmp_path):
     def seqmeta_train(out, *flags):
