@@ -38,15 +38,9 @@ def scripted_level(family, quality: str, tasks: list[int], episodes: int, seed: 
     out = rollout(family, quality, tasks, episodes, seed=seed, progress=False)
     success = out.success
     solved = np.full(out.num_episodes, np.nan) if success is None else np.logical_or.reduceat(success, out.starts)
-    order = np.argsort(out.task_index, kind="stable")  # episodes come sorted by task; tasks as given
-    rank = {t: i for i, t in enumerate(tasks)}
-    by_task = np.array([rank[t] for t in out.task_index[order]])
-    shape = (len(tasks), episodes)
-    returns = np.zeros(shape)
-    solved_by_task = np.zeros(shape)
-    for i in range(len(tasks)):
-        returns[i] = out.episode_returns[order][by_task == i]
-        solved_by_task[i] = solved[order][by_task == i]
+    row = np.array([tasks.index(t) for t in out.task_index])  # each episode's task, as a row
+    returns = np.stack([out.episode_returns[row == i] for i in range(len(tasks))])
+    solved_by_task = np.stack([solved[row == i] for i in range(len(tasks))])
     return returns, solved_by_task
 
 
