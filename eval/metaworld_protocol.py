@@ -52,6 +52,10 @@ class MetaLearner:
         if prompted and not model.config.use_prompt:
             raise ConfigError("this model takes no prompt (config.use_prompt=False): run it with prompted=False")
         self.model, self.n, self.target, self.prompted, self.seed = model, num_envs, target_return, prompted, seed
+        self.eval_prompts = None
+        self.actors: list = [None] * num_envs  # evaluation: each env's agent, reward labeler, last label
+        self.labelers: list = [None] * num_envs
+        self.labels: list = [None] * num_envs
 
     # ---- adaptation: all envs act together, episodes end together (fixed horizon) ----------------
 
@@ -108,10 +112,6 @@ class MetaLearner:
     # ---- evaluation: one agent per env, rewards from the reward head --------------------------------
 
     def reset(self, env_mask: np.ndarray) -> None:
-        if not hasattr(self, "actors"):
-            self.actors: list = [None] * self.n
-            self.labelers: list = [None] * self.n
-            self.labels: list = [None] * self.n
         prompts = self.eval_prompts if self.eval_prompts is not None else empty_prompt(self.model.config, self.n)
         for i in np.flatnonzero(env_mask):
             own = {k: v[i : i + 1] for k, v in prompts.items() if k != "demo_return"}

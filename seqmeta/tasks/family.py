@@ -19,14 +19,14 @@ SPLITS = ("train", "test", "all")
 
 
 def index_ranges(indices) -> str:
-    """Sorted task indices as runs: ``2, 7, 50-99``."""
+    """Sorted task indices, runs of three or more shortened: ``2, 7, 8, 50-99``."""
     runs: list[list[int]] = []
     for i in sorted(int(i) for i in indices):
         if runs and i == runs[-1][1] + 1:
             runs[-1][1] = i
         else:
             runs.append([i, i])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    return ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}-{b}" for a, b in runs)
 
 
 def describe_params(params: dict[str, Any]) -> str:
