@@ -35,7 +35,7 @@ import numpy as np
 
 from seqmeta.agent import Agent
 from seqmeta.data.episodes import Episodes
-from seqmeta.errors import ConfigError
+from seqmeta.errors import ConfigError, SeqmetaError
 from seqmeta.io import atomic_write_json
 from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
 from seqmeta.selfsupervise import RewardLabeler
@@ -137,13 +137,20 @@ def make_test_envs(family_name: str, meta_batch_size: int, seed: int):
 
     from seqmeta.tasks.metaworld import metaworld
 
+    if not (family_name.startswith("metaworld-ml1-") or family_name == "metaworld-ml10"):
+        raise ConfigError(f"{family_name} is no Meta-World family: give a model trained on metaworld-ml1-* or -ml10")
     metaworld()  # registers Meta-World's envs, on the installed MuJoCo
+    classes, goals = (1, 50) if family_name.startswith("metaworld-ml1-") else (5, 40)
+    if meta_batch_size < 1 or meta_batch_size % classes or goals % (meta_batch_size // classes):
+        raise ConfigError(
+            f"--meta-batch-size {meta_batch_size} does not split {family_name}'s test goals ({classes} class(es) x "
+            f"{goals} goals) evenly over the envs: give {classes} x a divisor of {goals}, e.g. {classes * 10}"
+        )
     if family_name.startswith("metaworld-ml1-"):
         env_name = family_name.removeprefix("metaworld-ml1-") + "-v3"
         return gym.make_vec("Meta-World/ML1-test", env_name=env_name, seed=seed, meta_batch_size=meta_batch_size)
-    if family_name == "metaworld-ml10":  # its test split needs 40 goals per class
-        return gym.make_vec("Meta-World/ML10-test", seed=seed, meta_batch_size=meta_batch_size, total_tasks_per_cls=40)
-    raise ConfigError(f"{family_name} is no Meta-World family: give a model trained on metaworld-ml1-* or -ml10")
+    # ML10's test split needs 40 goals per class
+    return gym.make_vec("Meta-World/ML10-test", seed=seed, meta_batch_size=meta_batch_size, total_tasks_per_cls=40)
 
 
 def run(model, family_name: str, args, target) -> dict[str, dict]:
@@ -194,8 +201,24 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026, help="seed of the prompt cuts")
     parser.add_argument("--output-dir", default="outputs/metaworld_protocol")
     args = parser.parse_args()
+    for flag in ("num_evals", "adaptation_episodes"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.evaluation_episodes < 0:
+        parser.error(f"--evaluation-episodes must be 0 (one per env) or more, got {args.evaluation_episodes}")
     args.evaluation_episodes = args.evaluation_episodes or args.meta_batch_size
+    if args.target_return not in ("fixed", "model"):
+        try:
+            float(args.target_return)
+        except ValueError:
+            parser.error(f"--target-return must be fixed, model or a number, got {args.target_return!r}")
+    try:
+        evaluate_model(args)
+    except SeqmetaError as e:
+        raise SystemExit(f"error: {e}") from None
 
+
+def evaluate_model(args) -> None:
     from seqmeta.models import load_model
 
     model = load_model(args.model)

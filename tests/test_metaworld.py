@@ -98,14 +98,13 @@ def test_evaluation_reports_success_rate(reach_data, tmp_path):
     assert [m.metric_value for m in metrics] == [round(100 * s["success_rate"], 1) for s in results["settings"]]
 
 
-def test_meta_worlds_own_protocol_runs_a_seqmeta_model_on_the_familys_held_out_goals(reach_data):
+def test_meta_worlds_own_protocol_runs_a_seqmeta_model_on_the_familys_held_out_goals(reach_data, monkeypatch):
     """eval/metaworld_protocol.py: Meta-World's ML1 test envs (benchmark seed 1337) start where the
     family's held-out tasks start, and its metalearning_evaluation runs a seqmeta model prompted with
     the episodes it gathered while adapting."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parents[1] / "eval"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "eval"))
     from metaworld.evaluation import metalearning_evaluation
     from metaworld_protocol import BENCHMARK_SEED, MetaLearner, make_test_envs
 
