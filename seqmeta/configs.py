@@ -21,7 +21,7 @@ import inspect
 import math
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -134,6 +134,21 @@ def save_config(config: Any, path: str | Path) -> None:
     atomic_write_text(Path(path), yaml.safe_dump(ordered, sort_keys=False))
 
 
+class BoolFlag(argparse.Action):
+    """``--flag``, ``--flag true|false`` (what people type after reading a YAML recipe); ``--no-flag`` is
+    registered beside it (``add_config_options``)."""
+
+    WORDS: ClassVar[dict[str, bool]] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs="?", metavar="true|false", **kwargs)
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value is not None and value.lower() not in self.WORDS:
+            parser.error(f"{option_string} takes true or false (or no value), got {value!r}")
+        setattr(namespace, self.dest, value is None or self.WORDS[value.lower()])
+
+
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One ``--flag`` per field; a flag left out is absent from the namespace (so a recipe's value stands)."""
     hints = typing.get_type_hints(cls)
@@ -142,7 +157,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + name.replace("_", "-")
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         if hints[name] is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+            parser.add_argument(flag, action=BoolFlag, default=argparse.SUPPRESS, help=help_text)
+            negated = "--no-" + flag.removeprefix("--")
+            parser.add_argument(negated, dest=name, action="store_false", default=argparse.SUPPRESS, help=f"{flag} false")
         else:
             parser.add_argument(flag, type=hints[name], default=argparse.SUPPRESS, help=help_text)
 

@@ -41,6 +41,23 @@ def test_version(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"seqmeta {seqmeta.__version__}"
 
 
+def test_boolean_options_take_a_value_or_none(capsys):
+    """`--use-prompt false` (the YAML way), `--no-use-prompt`, `--use-prompt` and no flag (the recipe's value)."""
+    from seqmeta.cli import build_parser
+
+    def parsed(*argv):
+        return getattr(build_parser(options_of={"train"}).parse_args(["train", *argv]), "use_prompt", "recipe")
+
+    assert parsed("--use-prompt", "false", "--data", "d") is False
+    assert parsed("--use-prompt", "True") is True
+    assert parsed("--no-use-prompt") is False
+    assert parsed("--use-prompt") is True
+    assert parsed() == "recipe"
+    with pytest.raises(SystemExit):
+        parsed("--use-prompt", "maybe")
+    assert "--use-prompt takes true or false" in capsys.readouterr().err
+
+
 def test_collect_then_info(tmp_path, capsys):
     out = tmp_path / "pr"
     argv = [
