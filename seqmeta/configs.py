@@ -159,7 +159,9 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         if hints[name] is bool:
             parser.add_argument(flag, action=BoolFlag, default=argparse.SUPPRESS, help=help_text)
             negated = "--no-" + flag.removeprefix("--")
-            parser.add_argument(negated, dest=name, action="store_false", default=argparse.SUPPRESS, help=f"{flag} false")
+            parser.add_argument(
+                negated, dest=name, action="store_false", default=argparse.SUPPRESS, help=f"{flag} false"
+            )
         else:
             parser.add_argument(flag, type=hints[name], default=argparse.SUPPRESS, help=help_text)
 
