@@ -78,6 +78,26 @@ def test_scripted_experts_solve_their_tasks_on_the_installed_mujoco(name):
     assert out.episode_returns.min() > 5 * random.episode_returns.max()
 
 
+def test_the_faster_contact_test_answers_as_meta_worlds_own_along_expert_episodes():
+    """seqmeta replaces Meta-World's gripper-object contact test (a Python loop over contacts); both must
+    agree at every step of episodes where the gripper grasps and lets go."""
+    from seqmeta.tasks.metaworld import ScriptedExperts, _touching_object, goal_features
+
+    family = seqmeta.get_family("metaworld-ml1-pick-place")
+    task = family.task_set().params[family.task_set().test_indices[3]]
+    env = family.make_env(task)
+    obs, _ = env.reset()
+    sim, expert = env.unwrapped.sim, ScriptedExperts(("pick-place-v3",))
+    goal, obj = goal_features(task, ("pick-place-v3",))[None], sim._get_id_main_object()
+    answers = []
+    for _ in range(200):
+        obs, *_ = env.step(expert(obs[None], goal)[0])
+        answers.append((_touching_object(sim, obj), _touching_object.replaces(sim, obj)))
+    env.close()
+    assert [ours for ours, _ in answers] == [theirs for _, theirs in answers]
+    assert 0 < sum(theirs for _, theirs in answers) < len(answers)  # both answers occur
+
+
 def test_evaluation_reports_success_rate(reach_data, tmp_path):
     from seqmeta.models import PromptDTConfig, PromptDTModel
 
