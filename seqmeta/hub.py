@@ -104,6 +104,8 @@ def _results_entry(path: Path, name: str) -> dict[str, Any]:
 def _model_index(results: list[dict[str, Any]], family, task_set) -> list:
     from huggingface_hub import EvalResult
 
+    from seqmeta.tasks.family import index_ranges
+
     entries = []
     for r in results:
         what = "round" if r["protocol"]["prompt_source"] == "own" else "prompt trajectories"
@@ -112,7 +114,7 @@ def _model_index(results: list[dict[str, Any]], family, task_set) -> list:
                 task_type="reinforcement-learning",
                 task_name="In-context adaptation to held-out tasks",
                 dataset_type=family.env_id,
-                dataset_name=f"{family.name} ({task_set.name}), held-out tasks {', '.join(map(str, r['tasks']))}",
+                dataset_name=f"{family.name} ({task_set.name}), held-out tasks {index_ranges(r['tasks'])}",
                 dataset_config=task_set.name,
                 dataset_split="test",
             )
@@ -169,7 +171,8 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
     ]
     run_config_file = next((name for name in CONFIG_FILES if (folder / name).exists()), None)
     run_config = (folder / run_config_file).read_text() if run_config_file else ""
-    reproduce = _reproduce_commands(folder, run_config_file, read_yaml(folder / run_config_file) if run_config else {})
+    run_values = read_yaml(folder / run_config_file) if run_config else {}
+    reproduce = _reproduce_commands(folder, run_config_file, run_values)
     tags = ["seqmeta", "decision-transformer", "offline-meta-rl", "in-context-rl", family.name]
     if cfg.use_prompt:
         tags.insert(2, "prompt-dt")
@@ -214,12 +217,28 @@ def render_model_card(folder: str | Path, repo_id: str, dataset_repo: str | None
         ranges=index_ranges,
         task_rows=lambda indices: [{"index": t, "text": task_set.describe(t)} for t in indices],
         train_data=train_data,
+        learned_from=_learned_from(run_values),
         demos_needed=demos_needed,
         has_demos=(folder / "demos" / "seqmeta.json").is_file(),
         version=__version__,
     )
     check_card(card, folder)
     return card
+
+
+def _learned_from(run_values: dict[str, Any]) -> str:
+    """Which of the training episodes the model learned its actions and its prompts from, when a quality
+    option of its run narrowed them (else every training episode served for both)."""
+    parts = []
+    if run_values.get("segment_quality"):
+        parts.append(f"actions learned from its {run_values['segment_quality']} episodes only (`segment_quality`)")
+    if run_values.get("use_prompt", True) and run_values.get("prompt_quality"):
+        parts.append(f"prompts cut from its {run_values['prompt_quality']} episodes (`prompt_quality`)")
+    if run_values.get("use_prompt", True) and run_values.get("no_prompt_quality"):
+        parts.append(
+            f"with its prompt hidden, it imitates its {run_values['no_prompt_quality']} episodes (`no_prompt_quality`)"
+        )
+    return "; ".join(parts)
 
 
 def _what_the_model_saw(folder: Path, task_set, train_tasks) -> str:
