@@ -84,7 +84,7 @@ def test_collect_then_info(tmp_path, capsys):
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(["collect", "--family", "cheetah-speed", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown task family 'cheetah-speed'" in capsys.readouterr().err
+    assert "unknown task family 'cheetah-speed'; did you mean 'cheetah-vel'?" in capsys.readouterr().err
     assert main(["collect", "--family", "point-robot", "--tasks", "3,99", "--out", str(tmp_path / "x")]) == 2
     assert "[99] do not exist" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "nothing")]) == 2

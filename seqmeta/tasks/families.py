@@ -19,6 +19,7 @@ index is therefore a stable name for it. Splits:
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import gymnasium as gym
@@ -291,7 +292,9 @@ def register_family(family: TaskFamily, replace: bool = False) -> TaskFamily:
 def get_family(name: str) -> TaskFamily:
     """The family called ``name`` (built once, then cached)."""
     if name not in _BUILDERS:
-        raise UnknownFamilyError(f"unknown task family {name!r}; choose one of {list_families()}")
+        near = difflib.get_close_matches(str(name), list(_BUILDERS), n=1)
+        hint = f"did you mean {near[0]!r}? " if near else ""
+        raise UnknownFamilyError(f"unknown task family {name!r}; {hint}choose one of {list_families()}")
     if name not in _FAMILIES:
         _FAMILIES[name] = _BUILDERS[name]()
     return _FAMILIES[name]
