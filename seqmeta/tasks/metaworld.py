@@ -13,7 +13,9 @@ Needs the ``metaworld`` package: ``install.sh`` installs it with ``pip install -
 Meta-World 3.1.1 pins MuJoCo 3.3.0; seqmeta keeps MuJoCo 4 for every family (the shipped reference
 returns and behavior policies were measured on it) and runs Meta-World on it by writing the mocap
 weld's 11 parameters into MuJoCo 4's 12-wide ``eq_data`` rows, the one incompatibility
-(``_reset_mocap_welds``; a test checks the scripted experts still solve their tasks).
+(``_reset_mocap_welds``; a test checks the scripted experts still solve their tasks). It also replaces
+Meta-World's gripper-object contact test, a Python loop over every contact, with the same test on arrays
+(``_touching_object``).
 """
 
 from __future__ import annotations
