@@ -135,8 +135,8 @@ def save_config(config: Any, path: str | Path) -> None:
 
 
 class BoolFlag(argparse.Action):
-    """``--flag``, ``--flag true|false`` (what people type after reading a YAML recipe); ``--no-flag`` is
-    registered beside it (``add_config_options``)."""
+    """A boolean option given alone (true) or followed by true or false (what people type after reading a
+    YAML recipe); ``add_config_options`` registers its negation beside it."""
 
     WORDS: ClassVar[dict[str, bool]] = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -158,7 +158,7 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         if hints[name] is bool:
             parser.add_argument(flag, action=BoolFlag, default=argparse.SUPPRESS, help=help_text)
-            negated = "--no-" + flag.removeprefix("--")
+            negated = "--" + "no-" + flag.removeprefix("--")
             parser.add_argument(
                 negated, dest=name, action="store_false", default=argparse.SUPPRESS, help=f"{flag} false"
             )
