@@ -80,7 +80,7 @@ def test_scripted_experts_solve_their_tasks_on_the_installed_mujoco(name):
 
 def test_the_faster_contact_test_answers_as_meta_worlds_own_along_expert_episodes():
     """seqmeta replaces Meta-World's gripper-object contact test (a Python loop over contacts); both must
-    agree at every step of episodes where the gripper grasps and lets go."""
+    agree at every step of an expert episode, before the grasp and while it holds the object."""
     from seqmeta.tasks.metaworld import ScriptedExperts, _touching_object, goal_features
 
     family = seqmeta.get_family("metaworld-ml1-pick-place")
