@@ -10,13 +10,20 @@ All in one run, each case ``--repeats`` times, interleaved (median and range pri
 - seqmeta's batched envs (``seqmeta.tasks.vector``, what the rollout engine steps), random actions;
 - ``seqmeta.evaluation.evaluate`` with the default protocol (settings 0, 1, 2, 4 trajectories x 5
   held-out tasks x 20 episodes = 400 envs in one batch), the streaming agent choosing every action;
-- the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes x 200 steps, wall seconds.
+- the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes x 200 steps, wall seconds;
+- where a step of the 400 envs goes: the model's step and the envs' step each timed alone (wall and CPU).
 
 Model: the demo size (3 layers, hidden 128, K = 20), untrained (speed does not depend on the weights).
-The sweeps' wall times include env creation and prompt sampling, and write nothing to disk.
+The sweeps' wall times include env creation and prompt sampling, and write nothing to disk. Idle OpenMP
+threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``, what ``seqmeta eval`` sets) unless the variable is set.
 """
 
 from __future__ import annotations
+
+import os
+
+# Idle OpenMP threads sleep at once, as under `seqmeta eval` (seqmeta/cli.py, ROLLOUT_VERBS); read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import statistics
@@ -29,6 +36,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from mujoco import rollout
 
+from seqmeta.agent import Agent
 from seqmeta.data.collect import collect_dataset
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.models import PromptDTConfig, PromptDTModel
@@ -61,6 +69,24 @@ def raw_physics(env, n: int, steps: int, threads: int) -> float:
         runner.rollout(model, data, state, control)
         seconds = time.perf_counter() - start
     return n * steps / seconds
+
+
+def step_split(model, env_fns, steps: int) -> tuple[float, float, float, float]:
+    """Milliseconds per step of all envs, (model wall, model CPU, envs wall, envs CPU), each timed alone:
+    ``steps`` model steps (no prompt) on the envs' first observations, then ``steps`` env steps of one action."""
+    venv = make_vector_env(env_fns)
+    obs, _ = venv.reset(seed=0)
+    agent = Agent(model, len(env_fns), prompts=None, target_returns=np.zeros(len(env_fns)))
+    agent.start_episodes(np.arange(len(env_fns)), obs)
+    action = agent.act(obs)
+    times = []
+    for work in (lambda: agent.act(obs, np.zeros(len(env_fns))), lambda: venv.step(action)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(steps):
+            work()
+        times += [(time.perf_counter() - wall) * 1e3 / steps, (time.process_time() - cpu) * 1e3 / steps]
+    venv.close()
+    return tuple(times)
 
 
 def main() -> None:
@@ -96,6 +122,7 @@ def main() -> None:
             ),
             "seqmeta evaluate, model in the loop": lambda: n * family.horizon / timed_eval(model, default),
             "prompt-dt sweep seconds": lambda: timed_eval(model, prompt_dt),
+            "split": lambda: step_split(model, env_fns, args.steps),
         }
         for _ in range(args.repeats):
             for name, case in cases.items():
@@ -104,16 +131,22 @@ def main() -> None:
 
     print(
         f"{args.family}: {n} envs (the default protocol: {default.prompt_trajectories} trajectories x {len(tasks)} "
-        f"tasks x {default.episodes} episodes), {args.threads} threads, {args.repeats} interleaved repeats"
+        f"tasks x {default.episodes} episodes), {args.threads} threads, {args.repeats} interleaved repeats, "
+        f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     )
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, values in times.items():
-        if name.endswith("seconds"):
+        if name.endswith("seconds") or name == "split":
             continue
         print(f"  {name:42s} {med[name]:10,.0f} env-steps/s  ({min(values):,.0f} - {max(values):,.0f})")
     loop, sync = med["seqmeta evaluate, model in the loop"], med["gymnasium SyncVectorEnv, random actions"]
     print(f"  model in the loop / SyncVectorEnv:         {loop / sync:10.2f}x")
     print(f"  model in the loop / raw physics:           {loop / med['raw physics (mujoco.rollout)']:10.2f}")
+    split = [statistics.median(v) for v in zip(*times["split"], strict=True)]
+    print(
+        f"  one step of the {n} envs, timed apart ({args.steps} steps): the model {split[0]:.1f} ms "
+        f"(CPU {split[1]:.1f} ms), the envs {split[2]:.1f} ms (CPU {split[3]:.1f} ms)"
+    )
     sweep = times["prompt-dt sweep seconds"]
     print(
         f"  Prompt-DT-scale sweep (1 trajectory, {len(tasks)} x {prompt_dt.episodes} episodes x {family.horizon} "

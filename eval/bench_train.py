@@ -1,6 +1,6 @@
 """Benchmark: samples/s of the whole training step, seqmeta's trainer vs a plain loop around HF's DT.
 
-    python eval/bench_train.py                  # batch 64 and 256, 2 threads
+    python eval/bench_train.py                  # batch 64 and 256, 2 threads, 3 interleaved repeats
 
 One synthetic Cheetah-Vel-shaped dataset (observations 17, actions 6, 40 tasks x 5 episodes x 200
 steps). Both sides draw the same batches from ``seqmeta.trainer.EpisodeBatches`` (same seed) and
@@ -9,16 +9,18 @@ clipping:
 
 - seqmeta: ``seqmeta.trainer.train`` itself (accelerate, sampling, prompt, action + reward + value
   losses, logging); samples/s is read from its train_log.jsonl, the first window (warm-up) left out;
-- HF: ``transformers.DecisionTransformerModel`` in a plain PyTorch loop on the same windows (no
-  prompt: it has none), sampling included, action MSE.
+- HF: ``transformers.DecisionTransformerModel`` in a plain PyTorch loop on the same windows with the same
+  5-step prompt put before them in its window (as the official Prompt-DT feeds its prompt), sampling
+  included, action MSE on the window's steps.
 
-Rows: segments of K steps (the same 60 history tokens on both sides; seqmeta adds a 5-step prompt),
-and seqmeta at the recipe's segment of 30 steps (what cheetah_vel runs).
+Rows: segments of K steps (the same 60 history tokens and 15 prompt tokens on both sides), and seqmeta at
+the recipe's segment of 30 steps (what cheetah_vel runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -94,10 +96,15 @@ def hf_rate(data, batch: int, steps: int) -> float:
     batches = EpisodeBatches(data, segment_length=K, batch_size=batch, num_prompt_segments=1, prompt_length=5, seed=0)
 
     def step():
-        b = {k: torch.as_tensor(v) for k, v in batches.sample().items() if k != "prompt"}
-        mask = b["attention_mask"].long()
+        sample = batches.sample()
+        window = {k: torch.as_tensor(v) for k, v in sample.items() if k != "prompt"}
+        prompt = {k: torch.as_tensor(v) for k, v in sample["prompt"].items()}
+        b = {k: torch.cat([prompt[k], window[k]], dim=1) for k in ("observation", "action", "reward", "return_to_go")}
+        b["timestep"] = torch.cat([prompt["timestep"], window["timestep"]], dim=1)
+        mask = torch.cat([prompt["attention_mask"], window["attention_mask"]], dim=1).long()
         out = hf_forward(model, b, mask)
-        loss = ((out.action_preds - b["action"]).pow(2).mean(-1) * mask).sum() / mask.sum()
+        preds, window_mask = out.action_preds[:, -K:], window["attention_mask"].long()
+        loss = ((preds - window["action"]).pow(2).mean(-1) * window_mask).sum() / window_mask.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.25)
@@ -116,18 +123,38 @@ def main() -> None:
     parser.add_argument("--batches", default="64,256")
     parser.add_argument("--steps", type=int, default=80, help="optimizer steps per measurement")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median and range printed)")
     args = parser.parse_args()
+    if min(args.steps, args.threads, args.repeats) < 1:
+        parser.error("--steps, --threads and --repeats must be at least 1")
     torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    rates: dict[tuple[int, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_dataset(Path(tmp) / "data")
-        print(f"CPU, {args.threads} threads; {len(data):,} steps of synthetic Cheetah-Vel-shaped data")
-        header = f"{'seqmeta, segment K':>18} | {'seqmeta, segment 30':>19} | {'HF DT plain loop':>16}"
-        print(f"{'batch':>5} | {header} | ratio")
-        for batch in [int(b) for b in args.batches.split(",")]:
-            ours = seqmeta_rate(data, Path(tmp) / f"k{batch}", batch, K, args.steps)
-            longer = seqmeta_rate(data, Path(tmp) / f"s{batch}", batch, 30, args.steps)
-            hf = hf_rate(data, batch, args.steps)
-            print(f"{batch:>5} | {ours:>18,.0f} | {longer:>19,.0f} | {hf:>16,.0f} | {ours / hf:.2f}x")
+        for r in range(args.repeats):
+            for batch in batches:
+                cases = {
+                    "ours": (seqmeta_rate, (data, Path(tmp) / f"k{batch}-{r}", batch, K, args.steps)),
+                    "longer": (seqmeta_rate, (data, Path(tmp) / f"s{batch}-{r}", batch, 30, args.steps)),
+                    "hf": (hf_rate, (data, batch, args.steps)),
+                }
+                for name, (measure, inputs) in cases.items():
+                    rates.setdefault((batch, name), []).append(measure(*inputs))
+
+    def cell(batch: int, name: str) -> str:
+        values = rates[(batch, name)]
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+    print(
+        f"CPU, {args.threads} threads; {len(data):,} steps of synthetic Cheetah-Vel-shaped data; samples/s, median "
+        f"(range) of {args.repeats} interleaved repeats of {args.steps} steps"
+    )
+    print(f"{'batch':>5} | {'seqmeta, segment K':>22} | {'seqmeta, segment 30':>22} | {'HF DT plain loop':>22} | ratio")
+    for batch in batches:
+        ratio = statistics.median(rates[(batch, "ours")]) / statistics.median(rates[(batch, "hf")])
+        row = " | ".join(f"{cell(batch, name):>22}" for name in ("ours", "longer", "hf"))
+        print(f"{batch:>5} | {row} | {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -56,6 +57,20 @@ def test_boolean_options_take_a_value_or_none(capsys):
     with pytest.raises(SystemExit):
         parsed("--use-prompt", "maybe")
     assert "--use-prompt takes true or false" in capsys.readouterr().err
+
+
+def test_rollout_verbs_let_idle_openmp_threads_sleep(monkeypatch):
+    """`seqmeta eval` and `collect` set OMP_WAIT_POLICY=PASSIVE (unless the user set it) before torch loads;
+    `train` keeps OpenMP's default."""
+    for verb, expected in (("eval", "PASSIVE"), ("collect", "PASSIVE"), ("train", None)):
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        assert os.environ.get("OMP_WAIT_POLICY") == expected
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
 
 
 def test_collect_then_info(tmp_path, capsys):

@@ -1,11 +1,13 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel
 
 import seqmeta.models  # noqa: F401  (registers the Auto classes)
 from seqmeta.agent import Agent
 from seqmeta.models import PromptDTConfig, PromptDTModel
+from seqmeta.models.prompt_dt.attention_prompt_dt import BATCHED_ATTENTION_FROM, step_attention, step_mask
 
 S, A = 5, 3
 
@@ -134,6 +136,24 @@ def test_attention_implementations_agree():
     torch.testing.assert_close(
         eager(**hist, prompt=prompt).action_preds, model(**hist, prompt=prompt).action_preds, rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("batch_size", [3, BATCHED_ATTENTION_FROM])
+def test_streaming_attention_is_sdpa_with_the_step_mask(batch_size, heads):
+    """Both paths of the streaming step's attention (SDPA for few samples, batched products for many) give what
+    SDPA gives with the same boolean mask, for the three tokens of a step and for the state token alone."""
+    gen = torch.Generator().manual_seed(0)
+    length, dim = 11, 8
+    keys, values = (torch.randn(batch_size, heads, length, dim, generator=gen) for _ in range(2))
+    query = torch.randn(batch_size, heads, 3, dim, generator=gen)
+    key_valid = torch.rand(batch_size, length, generator=gen) > 0.4
+    key_valid[:, 5:8] = True  # the step's own slots
+    mask = step_mask(key_valid, 5)  # (B, 1, 3, L)
+    for q, m in ((query, mask), (query[:, :, 2:], mask[:, :, 2:])):
+        expected = F.scaled_dot_product_attention(q, keys, values, attn_mask=m, scale=0.3)
+        torch.testing.assert_close(step_attention(q, keys, values, m, 0.3), expected, rtol=1e-5, atol=1e-6)
+    assert not mask[:, 0, 0, 6].any() and mask[:, 0, 2, 5].all()  # causal among the step's tokens
 
 
 def test_activation_checkpointing_recomputes_the_blocks_and_gives_the_same_gradients():

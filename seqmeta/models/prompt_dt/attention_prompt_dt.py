@@ -19,6 +19,7 @@ into the tokens), so the slot order inside the buffer does not matter; the mask 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 TOKENS_PER_STEP = 3
@@ -105,6 +106,35 @@ def step_mask(key_valid: torch.Tensor, slot: int) -> torch.Tensor:
     own = torch.ones(TOKENS_PER_STEP, TOKENS_PER_STEP, dtype=torch.bool, device=mask.device).tril()
     mask[:, :, :, slot : slot + TOKENS_PER_STEP] = own
     return mask
+
+
+# From this many (sample, head) pairs on, ``step_attention``'s batched products beat SDPA's kernel on CPU (at 1 and
+# 2 threads, L = 65 keys; below it SDPA's one call is the faster; `eval/bench_agent.py` at batch 1 and 256).
+BATCHED_ATTENTION_FROM = 128
+
+
+def step_attention(
+    query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Attention of a step's few query tokens (B, heads, n, D) over the cache (B, heads, L, D); ``mask`` (B, 1, n, L).
+
+    The same arithmetic as ``scaled_dot_product_attention`` with that mask. SDPA's CPU kernels are tiled for
+    long query blocks; for many samples of n <= 3 queries this runs as batched products laid out for them:
+    scores as keys @ queries (L x n per sample, the mask added as a bias in the same call), softmax over the
+    keys, then weights @ values.
+    """
+    batch, heads, n, dim = query.shape
+    if batch * heads < BATCHED_ATTENTION_FROM:
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale)
+    length = keys.shape[2]
+    bias = torch.zeros(batch, length, n, dtype=query.dtype, device=query.device)
+    bias.masked_fill_(~mask[:, 0].transpose(1, 2), float("-inf"))
+    if heads > 1:
+        bias = bias.repeat_interleave(heads, dim=0)
+    flat_query = query.reshape(batch * heads, n, dim).transpose(1, 2)
+    scores = torch.baddbmm(bias, keys.reshape(batch * heads, length, dim), flat_query, alpha=scale)  # (B * heads, L, n)
+    weights = scores.softmax(dim=1).transpose(1, 2)
+    return torch.bmm(weights, values.reshape(batch * heads, length, dim)).view(batch, heads, n, dim)
 
 
 def for_attention(mask: torch.Tensor, implementation: str, dtype: torch.dtype) -> torch.Tensor:

@@ -40,7 +40,13 @@ from transformers import GPT2Model, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from seqmeta.models.prompt_dt.attention_prompt_dt import PromptRingCache, band_mask, for_attention, step_mask
+from seqmeta.models.prompt_dt.attention_prompt_dt import (
+    PromptRingCache,
+    band_mask,
+    for_attention,
+    step_attention,
+    step_mask,
+)
 from seqmeta.models.prompt_dt.configuration_prompt_dt import PromptDTConfig
 
 # transformers 5.x renamed GPT-2's ``past_key_values`` argument to ``cache`` (the old name goes in 5.40).
@@ -461,7 +467,7 @@ class PromptDTModel(PromptDTPreTrainedModel):
             if i == last:  # from here on only the state token
                 q, mask, n = q[:, :, STATE:], mask[:, :, STATE:], 1
                 hidden = hidden.view(batch, TOKENS_PER_STEP, width)[:, STATE]
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=scaling)
+            out = step_attention(q, keys, values, mask, scaling)
             hidden = torch.addmm(hidden, out.transpose(1, 2).reshape(batch * n, width), proj_w).add_(proj_b)
             x = act(torch.addmm(fc_b, F.layer_norm(hidden, shape, *norm_2), fc_w))
             hidden = torch.addmm(hidden, x, out_w).add_(out_b)
