@@ -13,8 +13,9 @@ clipping:
   5-step prompt put before them in its window (as the official Prompt-DT feeds its prompt), sampling
   included, action MSE on the window's steps.
 
-Rows: segments of K steps (the same 60 history tokens and 15 prompt tokens on both sides), and seqmeta at
-the recipe's segment of 30 steps (what cheetah_vel runs).
+Rows: segments of K steps (the same 60 history tokens and the same 5-step prompt on both sides: seqmeta embeds
+a prompt step as one token, HF as three), and seqmeta at the recipe's segment of 30 steps (what cheetah_vel runs).
+Each case is measured ``--repeats`` times, the cases interleaved; medians and ranges are printed.
 """
 
 from __future__ import annotations
