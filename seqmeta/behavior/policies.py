@@ -40,7 +40,10 @@ from seqmeta.tasks import ScriptedExpert, TaskFamily
 
 QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep", "search")
 SWEEP_STEPS = 4
-SEARCH_NOISE = 0.3  # the search level's action noise std is drawn per episode from U[0, this] x half the action range
+# The search level's action noise std is drawn per episode from U[0, this] x half the action range. Wide, as in
+# DART: the noisy trials leave the plan's path and the recorded actions (the plan's own) lead back, so a model
+# that drifts off the path in its own trials has seen how to recover.
+SEARCH_NOISE = 0.8
 TRIAL_EPISODES = 4  # the search behavior's trial: round 0 and the 3 rounds the own-exploration protocol scores
 
 
