@@ -33,7 +33,7 @@ def test_search_trials_are_numbered_and_end_as_the_expert_once_found():
     # nearly every goal has been found and the behavior is the expert's from the first step (its actions
     # noisy, up to 0.8 of the half range: slower than the expert, so short of the expert's return).
     assert (returns[:, 0] < 0.5 * expert.episode_returns).mean() > 0.5
-    assert (returns[:, 3] > 0.5 * expert.episode_returns).mean() > 0.85
+    assert (returns[:, 3] > 0).mean() > 0.9 and (returns[:, 3] > 0.5 * expert.episode_returns).mean() > 0.85
     # Trials resume the search: on average each episode does better than the one before, until all are found.
     means = returns.mean(0)
     assert means[0] < means[1] < means[2] and means[3] > means[2] - 0.5

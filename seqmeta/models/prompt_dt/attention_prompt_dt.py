@@ -127,8 +127,7 @@ def step_attention(
     if batch * heads < BATCHED_ATTENTION_FROM:
         return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scale)
     length = keys.shape[2]
-    bias = torch.zeros(batch, length, n, dtype=query.dtype, device=query.device)
-    bias.masked_fill_(~mask[:, 0].transpose(1, 2), float("-inf"))
+    bias = for_attention(mask[:, 0].transpose(1, 2), "eager", query.dtype)  # (B, L, n): 0 or the dtype's min
     if heads > 1:
         bias = bias.repeat_interleave(heads, dim=0)
     flat_query = query.reshape(batch * heads, n, dim).transpose(1, 2)
