@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 import seqmeta
 from seqmeta.behavior import export
-from seqmeta.behavior.policies import ScriptedPolicy, load_actor, load_behavior_policy
+from seqmeta.behavior.policies import ScriptedPolicy, available_qualities, load_actor, load_behavior_policy
 from seqmeta.behavior.sac import Actor, ReplayBuffer, SACHyperparameters
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import BehaviorPolicyError
@@ -145,3 +145,22 @@ def test_sweep_is_one_fixed_schedule_of_tasks_over_the_episode():
     assert len({tuple(g) for g in schedule}) == 4  # four training tasks, one per quarter of the episode
     for t, action in enumerate(actions):
         np.testing.assert_allclose(action[0], np.clip(schedule[t * 4 // family.horizon] - obs[0], -0.1, 0.1))
+
+
+def test_perturbed_expert_takes_noisy_actions_but_stores_the_experts_own():
+    """DART: the env is stepped with noisy actions, so the states stray from the expert's path; each stored
+    action is what the expert does from the state actually met, which leads back."""
+    from seqmeta.data.collect import collect_episodes
+
+    family = seqmeta.get_family("point-robot")
+    goal = np.array([0.9, 0.9], np.float32)
+    episodes = collect_episodes(family, "perturbed", [{"goal": goal.tolist()}], 4, seed=3, progress=False)
+    obs, actions = episodes.observations, episodes.actions
+    np.testing.assert_allclose(actions, np.clip(goal - obs, -0.1, 0.1), atol=1e-6)  # the expert's, state by state
+    spans = list(zip(episodes.starts, episodes.lengths, strict=True))
+    moved = np.concatenate([obs[s + 1 : s + n] - obs[s : s + n - 1] for s, n in spans])
+    taken = np.concatenate([actions[s : s + n - 1] for s, n in spans])
+    assert not np.allclose(moved, taken, atol=1e-3)  # the noise moved the robot, and was not recorded
+    expert = collect_episodes(family, "expert", [{"goal": goal.tolist()}], 4, seed=3, progress=False)
+    assert not np.allclose(expert.observations, obs)
+    assert "perturbed" in available_qualities(family)

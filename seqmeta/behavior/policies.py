@@ -16,6 +16,10 @@ collector); the dataset stores only what a meta-learner may see. Quality levels:
   of the family's default list, evenly spaced in it), each for an equal part of the episode: the same
   deterministic behavior in every task, which passes through the range of tasks, so its rewards show
   where the task lies. A model can learn it as what to do before it knows the task.
+- ``perturbed``: the expert acting for the true task, its actions perturbed by noise whose std is drawn
+  per episode; the data records the expert's own actions (DART: perturbed states, clean labels), so a
+  model learns how the expert comes back from states a little off its path, where a model's own small
+  errors take it.
 - ``search`` (sparse-reward families, see ``TaskFamily.search``): trials of ``TRIAL_EPISODES``
   episodes in one env, with memory: the expert acts for candidate goals in turn, resuming across the
   trial's episodes where it left off, until a reward shows the goal; from then on it is the expert.
@@ -38,12 +42,12 @@ from seqmeta.behavior.sac import Actor
 from seqmeta.errors import BehaviorPolicyError
 from seqmeta.tasks import ScriptedExpert, TaskFamily
 
-QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep", "search")
+QUALITIES = ("expert", "medium", "mixed", "random", "explore", "sweep", "perturbed", "search")
 SWEEP_STEPS = 4
-# The search level's action noise std is drawn per episode from U[0, this] x half the action range. Wide, as in
-# DART: the noisy trials leave the plan's path and the recorded actions (the plan's own) lead back, so a model
-# that drifts off the path in its own trials has seen how to recover.
-SEARCH_NOISE = 0.8
+# The perturbed and search levels' action noise std is drawn per episode from U[0, this] x half the action range.
+# Wide, as in DART: the noisy episodes leave the expert's (or the plan's) path and the recorded actions, its own,
+# lead back, so a model that drifts off the path in its own episodes has seen how to recover.
+PERTURB_NOISE = 0.8
 TRIAL_EPISODES = 4  # the search behavior's trial: round 0 and the 3 rounds the own-exploration protocol scores
 
 
@@ -72,6 +76,13 @@ class BehaviorPolicy:
 
     def describe(self) -> str:
         return self.quality
+
+    def perturb(self, action: np.ndarray, std: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``action`` plus Gaussian noise of std ``std`` (N,) x half the action range, clipped, to be taken;
+        the data records ``action`` itself (``meant``)."""
+        self.meant = np.clip(action, self.low, self.high).astype(np.float32)
+        noise = std[:, None] * 0.5 * (self.high - self.low) * rng.standard_normal(action.shape)
+        return np.clip(action + noise, self.low, self.high).astype(np.float32)
 
 
 class RandomPolicy(BehaviorPolicy):
@@ -135,6 +146,31 @@ class SnapshotPolicy(BehaviorPolicy):
     def describe(self) -> str:
         mode = "deterministic" if self.deterministic else "stochastic"
         return f"goal-conditioned SAC snapshot(s) {', '.join(self.names)} ({mode})"
+
+
+class PerturbedPolicy(BehaviorPolicy):
+    """The expert for the true task, its actions perturbed by noise whose std is drawn per episode; the
+    data records the expert's own actions (DART: perturbed states, clean labels)."""
+
+    quality = "perturbed"
+
+    def __init__(self, action_space, num_envs, expert: BehaviorPolicy):
+        super().__init__(action_space, num_envs)
+        self.expert = expert
+        self.noise = np.zeros(num_envs)  # action noise std, a fraction of the half action range, per episode
+
+    def start_episodes(self, slots, rng):
+        self.noise[slots] = rng.uniform(0.0, PERTURB_NOISE, size=len(slots))
+        self.expert.start_episodes(slots, rng)
+
+    def act(self, obs, goals, rng):
+        return self.perturb(self.expert.act(obs, goals, rng), self.noise[: len(obs)], rng)
+
+    def describe(self) -> str:
+        return (
+            f"perturbed: {self.expert.describe()}, action noise std ~ U[0, {PERTURB_NOISE}] x half the action range "
+            "per episode, the actions without noise recorded"
+        )
 
 
 class OtherTaskExpert(BehaviorPolicy):
@@ -233,7 +269,7 @@ class SearchPolicy(OtherTaskExpert):
         self.episode[slots] += 1
         new_trial = slots[self.episode[slots] % self.trial_episodes == 0]
         self.pointer[new_trial], self.found[new_trial] = 0, False
-        self.noise[slots] = rng.uniform(0.0, SEARCH_NOISE, size=len(slots))
+        self.noise[slots] = rng.uniform(0.0, PERTURB_NOISE, size=len(slots))
         super().start_episodes(slots, rng)
 
     def observe(self, rewards):
@@ -250,18 +286,16 @@ class SearchPolicy(OtherTaskExpert):
         close = self.plan.distance(obs, candidate) < np.where(last, self.plan.arrive, self.plan.reach)
         self.pointer[:n] += searching & close
         # Zero-mean noise, its scale drawn per episode, varies the trials (where rewards show up) around the plan;
-        # the data stores the plan's own actions (`meant`): imitating the noisy ones, clipped at the action
-        # bounds, would teach a slower search than the plan's.
-        self.meant = np.clip(action, self.low, self.high).astype(np.float32)
-        noise = self.noise[:n, None] * 0.5 * (self.high - self.low) * rng.standard_normal(action.shape)
-        return np.clip(action + noise, self.low, self.high).astype(np.float32)
+        # the data stores the plan's own actions: imitating the noisy ones, clipped at the action bounds, would
+        # teach a slower search than the plan's.
+        return self.perturb(action, self.noise[:n], rng)
 
     def describe(self) -> str:
         return (
             f"search: {self.expert.describe()}, acting for {len(self.candidates)} candidate goals "
             f"{self.plan.spacing} apart, each until within {self.plan.reach} of it (the last within "
             f"{self.plan.arrive}), until a reward shows the goal; trials of "
-            f"{self.trial_episodes} episodes that resume the search; action noise std ~ U[0, {SEARCH_NOISE}] x half "
+            f"{self.trial_episodes} episodes that resume the search; action noise std ~ U[0, {PERTURB_NOISE}] x half "
             "the action range per episode, the actions without noise recorded"
         )
 
@@ -280,9 +314,9 @@ def shipped_levels(family: str) -> dict:
 def available_qualities(family: TaskFamily) -> list[str]:
     search = ["search"] if family.search is not None else []
     if family.expert is not None:
-        return [q for q in QUALITIES if q in family.expert.noise] + ["random", "explore", "sweep", *search]
+        return [q for q in QUALITIES if q in family.expert.noise] + ["random", "explore", "sweep", "perturbed", *search]
     levels = shipped_levels(family.name).get("levels", {})
-    others = ["explore", "sweep", *search] if "expert" in levels else []
+    others = ["explore", "sweep", "perturbed", *search] if "expert" in levels else []
     return [q for q in QUALITIES if q in levels] + ["random"] + others
 
 
@@ -312,6 +346,8 @@ def load_behavior_policy(family: TaskFamily, quality: str, num_envs: int) -> Beh
     space = family.action_space
     if quality == "random":
         return RandomPolicy(space, num_envs)
+    if quality == "perturbed":
+        return PerturbedPolicy(space, num_envs, load_behavior_policy(family, "expert", num_envs))
     if quality in ("explore", "sweep", "search"):
         kind = {"explore": ExplorePolicy, "sweep": SweepPolicy, "search": SearchPolicy}[quality]
         return kind(space, num_envs, load_behavior_policy(family, "expert", num_envs), family)
