@@ -274,7 +274,12 @@ def build_parser(options_of: Collection[str] = CONFIG_VERBS) -> argparse.Argumen
 
     p = verbs.add_parser("collect", help="roll out behavior policies into a dataset")
     dataset_target(p)
-    p.add_argument("--quality", default="expert", help="expert, medium, mixed, random, explore, or a comma list")
+    p.add_argument(
+        "--quality",
+        default="expert",
+        help="a behavior level (expert, medium, mixed, random, explore, sweep, perturbed, search; `seqmeta "
+        "families` lists each family's) or a comma list",
+    )
     p.add_argument("--tasks", default="all", help="train, test, all, or task indices like 0,3,7")
     p.add_argument(
         "--task-params",
