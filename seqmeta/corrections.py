@@ -109,7 +109,16 @@ def collect_corrections(
             f"{family.name} has {widths[0]} and {widths[1]}: use a {family.name} model"
         )
     params, tags = list(params), np.asarray(task_index, np.int64)
-    slot_task = np.repeat(np.arange(len(params)), episodes_per_task // rounds)  # one trial per env
+    trials = episodes_per_task // rounds  # envs per task, each seeded apart from the envs of other groups
+    step = max(1, family.max_envs // trials) if family.max_envs else len(params)
+    if len(params) > step:  # more envs than the family runs at once: groups of tasks, one after another
+        groups = [slice(g, g + step) for g in range(0, len(params), step)]
+        parts = [
+            collect_corrections(model, family, quality, params[g], episodes_per_task, tags[g], seed + s, progress)
+            for g, s in zip(groups, [g.start * trials for g in groups], strict=True)
+        ]
+        return Episodes.concatenate(parts)
+    slot_task = np.repeat(np.arange(len(params)), trials)  # one trial per env
     n = len(slot_task)
     env_fns = family.env_fns([params[t] for t in slot_task])
     goals = np.stack([family.goal_features(params[t]) for t in slot_task]).astype(np.float32)

@@ -40,6 +40,7 @@ from seqmeta.io import atomic_write_json
 from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
 from seqmeta.results import SCHEMA
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
+from seqmeta.tasks.family import TaskEnvs
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,33 @@ def rollout_agent(
     With a ``reward_fn`` (``seqmeta.selfsupervise.RewardLabeler.label``) the agent receives, and the
     episodes keep, its labels instead of the environment's rewards (``env_rewards`` keeps those).
     ``wrap(agent)`` gives the policy that runs instead of the agent (e.g. one that perturbs the agent's
-    actions and records a teacher's, ``seqmeta.corrections``).
+    actions and records a teacher's, ``seqmeta.corrections``). More envs of a family than its ``max_envs``
+    run in groups of that size, one after another (env i still seeded ``seed + i``).
     """
+    waves = env_fns.waves() if isinstance(env_fns, TaskEnvs) else [slice(0, len(env_fns))]
+    if len(waves) > 1:
+        if wrap is not None:
+            raise ConfigError(
+                f"{len(env_fns)} envs of {env_fns.family.name} are more than it runs at once "
+                f"({env_fns.family.max_envs}); a wrapped agent keeps state for every env: give it fewer envs at a time"
+            )
+        slots = np.arange(len(env_fns)) if task_index is None else np.asarray(task_index)
+        parts = [
+            rollout_agent(
+                model,
+                env_fns.part(rows),
+                max_steps,
+                None if prompts is None else {k: v[rows] for k, v in prompts.items()},
+                target_returns[rows] if np.ndim(target_returns) else target_returns,
+                seed=seed + rows.start,
+                progress=progress,
+                reward_fn=reward_fn,
+                task_index=slots[rows],
+                quality=quality,
+            )
+            for rows in waves
+        ]
+        return Rollouts.concatenate(parts, [len(env_fns.part(rows)) for rows in waves])
     agent = Agent(model, len(env_fns), prompts=prompts, target_returns=target_returns)
     out = run_episodes(
         env_fns,

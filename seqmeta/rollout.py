@@ -85,6 +85,21 @@ class Rollouts:
             return None
         return np.maximum.reduceat(self.episodes.success, self.episodes.starts)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Rollouts], num_envs: Sequence[int]) -> Rollouts:
+        """One ``Rollouts`` of runs on consecutive groups of envs (``num_envs[i]`` envs in run i), slots
+        numbered as if they had been one run."""
+        offsets = np.cumsum([0, *num_envs[:-1]])
+        keys = set.intersection(*(set(p.info) for p in parts))
+        return cls(
+            episodes=Episodes.concatenate([p.episodes for p in parts]),
+            slot=np.concatenate([p.slot + o for p, o in zip(parts, offsets, strict=True)]),
+            env_rewards=np.concatenate([p.env_rewards for p in parts]),
+            returns=np.concatenate([p.returns for p in parts]),
+            info={k: np.concatenate([p.info[k] for p in parts]) for k in sorted(keys)},
+            targets=None if any(p.targets is None for p in parts) else np.concatenate([p.targets for p in parts]),
+        )
+
     def episode_arrays(self) -> list[dict[str, np.ndarray]]:
         """Each episode as a dict of arrays (observations, actions, rewards, env_rewards)."""
         out = []

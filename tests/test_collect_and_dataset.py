@@ -268,3 +268,22 @@ def test_collected_episodes_come_sorted_by_task_whatever_the_order_asked():
     family = seqmeta.get_family("point-robot")
     episodes = rollout(family, "expert", [7, 2, 5], 2, progress=False)
     assert episodes.task_index.tolist() == [2, 2, 5, 5, 7, 7]
+
+
+def test_more_tasks_than_a_family_runs_at_once_are_collected_in_groups(monkeypatch):
+    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds 25 MB: 500 of them at
+    once ran out of memory); collection then runs groups of tasks one after another, each env seeded apart."""
+    from seqmeta.data.collect import collect_episodes
+
+    family = seqmeta.get_family("point-robot")
+    params = list(family.task_set().params)[:5]
+    whole = collect_episodes(family, "expert", params, 2, progress=False, task_index=[9, 3, 7, 1, 5])
+    monkeypatch.setitem(family.__dict__, "max_envs", 2)
+    grouped = collect_episodes(family, "expert", params, 2, progress=False, task_index=[9, 3, 7, 1, 5])
+    assert grouped.task_index.tolist() == [1, 1, 3, 3, 5, 5, 7, 7, 9, 9] == whole.task_index.tolist()
+    goals = np.array([params[[9, 3, 7, 1, 5].index(t)]["goal"] for t in grouped.task_index])
+    np.testing.assert_allclose(
+        grouped.actions, np.clip(np.repeat(goals, grouped.lengths, axis=0) - grouped.observations, -0.1, 0.1), atol=1e-6
+    )  # each task's own expert
+    starts = grouped.observations[grouped.starts]
+    assert len(np.unique(starts, axis=0)) == 10  # no env seed used twice

@@ -186,3 +186,30 @@ def test_evaluation_is_the_same_on_the_batched_envs_and_on_gymnasium(tmp_path, m
             results.append(evaluate(model, p, progress=False)["settings"])
     assert results[:2] == results[2:]
     assert {s["mean_return"] for r in results[:2] for s in r} != {results[0][0]["mean_return"]}  # not all one number
+
+
+@pytest.mark.parametrize("source", ["expert", "own"])
+def test_more_envs_than_a_family_runs_at_once_go_in_groups_with_the_same_results(
+    model, point_robot_dataset, monkeypatch, source
+):
+    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds 25 MB); a larger sweep
+    runs in groups of that many, and scores what one batch scores (up to float rounding: the model's
+    arithmetic at another batch size)."""
+    import seqmeta.evaluation as ev
+
+    whole = evaluate(model, protocol(point_robot_dataset, prompt_source=source), progress=False)
+    sizes, run = [], ev.run_episodes
+
+    def counting(envs, *args, **kwargs):
+        sizes.append(len(envs))
+        return run(envs, *args, **kwargs)
+
+    monkeypatch.setattr(ev, "run_episodes", counting)
+    monkeypatch.setitem(seqmeta.get_family("point-robot").__dict__, "max_envs", 4)
+    grouped = evaluate(model, protocol(point_robot_dataset, prompt_source=source), progress=False)
+
+    def returns(results):
+        return np.array([[t["returns"] for t in s["per_task"]] for s in results["settings"]])
+
+    np.testing.assert_allclose(returns(grouped), returns(whole), rtol=0, atol=1e-5)
+    assert max(sizes) == 4 and sum(sizes) == 3 * 5 * 2  # settings (own: rounds) x 5 tasks x 2 episodes

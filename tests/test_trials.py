@@ -185,3 +185,17 @@ def test_corrections_are_the_models_own_trials_labeled_by_the_behavior(search_da
     assert set(data.meta.qualities) == {"search", "search-corrections"}
     behavior = data.meta.qualities["search-corrections"]["behavior"]
     assert "labeled by search" in behavior and str(tmp_path / "m") in behavior
+
+
+def test_corrections_of_more_tasks_than_the_family_runs_at_once_come_in_groups(search_data, monkeypatch):
+    from seqmeta.corrections import collect_corrections
+    from seqmeta.models import PromptDTConfig, PromptDTModel
+
+    family = get_family("point-robot-sparse")
+    config = PromptDTConfig.from_dataset(search_data, hidden_size=16, num_layers=1, context_length=4)
+    model = PromptDTModel(config).eval()
+    params = list(family.task_set().params)[:3]
+    monkeypatch.setitem(family.__dict__, "max_envs", 4)  # 2 trials per task: 2 tasks at a time
+    out = collect_corrections(model, family, "search-corrections", params, 8, [4, 5, 6], seed=0, progress=False)
+    assert out.task_index.tolist() == [4] * 8 + [5] * 8 + [6] * 8 and out.trial_episode.tolist() == [0, 1, 2, 3] * 6
+    assert (out.quality == "search-corrections").all()

@@ -48,6 +48,7 @@ def collect_episodes(
 
     Each task runs in one or more env copies of one vector env; an env resets in the step its
     episode ends, and the final observation of an episode is dropped, as datasets store (s_t, a_t, r_t).
+    More tasks than the family's ``max_envs`` run in groups of that many, one after another.
     """
     from seqmeta.tasks import get_family
 
@@ -60,10 +61,21 @@ def collect_episodes(
     if not params:
         raise ValueError("no task parameters were given; name at least one task")
     tags = np.arange(len(params)) if task_index is None else np.asarray(task_index, np.int64)
+    limit = family.max_envs
+    if limit and len(params) > limit:  # more tasks than the family runs envs at once: groups, one after another
+        # (each group's envs are seeded after the envs the groups before it can have had: no seed is used twice)
+        groups = [slice(g, g + limit) for g in range(0, len(params), limit)]
+        seeds = [seed + g.start * episodes_per_task for g in groups]
+        parts = [
+            collect_episodes(family, quality, params[g], episodes_per_task, s, progress, tags[g])
+            for g, s in zip(groups, seeds, strict=True)
+        ]
+        episodes = Episodes.concatenate(parts)
+        return episodes.take(np.argsort(episodes.task_index, kind="stable"))
     # A behavior with memory runs whole trials of `unit` episodes in one env copy.
     unit = load_behavior_policy(family, quality, 1).trial_episodes
     trials = -(-episodes_per_task // unit)
-    copies = max(1, min(trials, TARGET_BATCH // len(params)))
+    copies = max(1, min(trials, min(TARGET_BATCH, limit or TARGET_BATCH) // len(params)))
     slot_task = np.repeat(np.arange(len(params)), copies)
     # Split each task's trials over its copies; the first copies take the remainder, the last a short trial.
     per_copy = np.array([unit * (trials // copies + (c < trials % copies)) for c in range(copies)])

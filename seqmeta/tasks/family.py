@@ -152,6 +152,16 @@ class TaskEnvs(list):
         super().__init__(factories)
         self.family, self.params, self.kwargs = family, params, kwargs
 
+    def waves(self) -> list[slice]:
+        """Groups of at most ``family.max_envs`` consecutive envs (one group when the family sets no limit):
+        the envs of a batch larger than that are made and run one group after another."""
+        limit = self.family.max_envs or len(self)
+        return [slice(start, start + limit) for start in range(0, len(self), limit)] or [slice(0, 0)]
+
+    def part(self, rows: slice) -> TaskEnvs:
+        """The factories of ``rows``, still carrying their family and task params."""
+        return TaskEnvs(self[rows], self.family, self.params[rows], self.kwargs)
+
     def batched(self) -> gym.vector.VectorEnv | None:
         """The family's batched envs for these tasks, when it has them and no make_env option asks for
         more than they do (e.g. rendering)."""
@@ -178,6 +188,9 @@ class TaskFamily:
         vector_env: ``(family, params) -> VectorEnv | None``, a batched implementation of the family's envs,
             one per task params dict, step for step the same as its gymnasium envs (``seqmeta.tasks.vector``);
             the rollout engine uses it where it can (where it returns None or is None: ``SyncVectorEnv``).
+        max_envs: at most this many of the family's envs alive at once, where each holds much memory (a
+            Meta-World env carries its own 19 MB MuJoCo model); evaluation and collection run larger
+            batches in groups of this size, one after another (None: no limit).
     """
 
     name: str
@@ -191,6 +204,7 @@ class TaskFamily:
     search: SearchPlan | None = None
     expert: ScriptedExpert | None = None
     vector_env: Callable[[TaskFamily, Sequence[dict[str, Any]]], gym.vector.VectorEnv] | None = None
+    max_envs: int | None = None
     _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
 
     def task_set(self, name: str | None = None) -> TaskSet:
