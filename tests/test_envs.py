@@ -1,5 +1,7 @@
 """Your own task: a plain gymnasium env seqmeta does not know, prompted with in-memory demos."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -172,6 +174,9 @@ def test_a_user_family_registers_and_collects_at_any_parameter(tmp_path):
     assert seqmeta.get_family("test-slide") is mine and "test-slide" in seqmeta.list_families()
     with pytest.raises(KeyError, match="exists already"):
         seqmeta.register_family(mine)
+    with pytest.raises(KeyError, match="max_envs=0; give the number of its envs"):
+        seqmeta.register_family(dataclasses.replace(mine, name="test-slide-0", max_envs=0))
+    assert "test-slide-0" not in seqmeta.list_families()
 
 
 def test_collect_a_task_list_of_your_own(tmp_path):

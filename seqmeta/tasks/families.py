@@ -285,6 +285,11 @@ def register_family(family: TaskFamily, replace: bool = False) -> TaskFamily:
             f"{family.name}: env id {family.env_id!r} is not registered with gymnasium; call "
             f"gymnasium.register({family.env_id!r}, entry_point=..., max_episode_steps={family.horizon}) first"
         )
+    if family.max_envs is not None and (not isinstance(family.max_envs, int) or family.max_envs < 1):
+        raise UnknownFamilyError(
+            f"{family.name}: max_envs={family.max_envs!r}; give the number of its envs that may run at once (1 or "
+            "more), or None for no limit"
+        )
     _BUILDERS[family.name] = lambda: family
     _FAMILIES[family.name] = family
     return family
