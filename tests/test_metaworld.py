@@ -153,3 +153,24 @@ def test_meta_worlds_own_protocol_runs_a_seqmeta_model_on_the_familys_held_out_g
     own = learner.history[0].observations
     assert np.isin(learner.eval_prompts["observation"][0, :, 0], own[:500, 0]).all()  # env 0's own steps
     assert set(per_class) == {"reach-v3"} and 0.0 <= success <= 1.0 and np.isfinite(mean_return)
+
+
+def test_the_reach_expert_leaves_its_fingertips_near_the_edge_of_success():
+    """Meta-World's scripted reach policy steers the hand (the observation's first 3 numbers) onto the goal;
+    success measures the fingertips' center, 4.5 cm below the hand, within 5 cm of the goal. So the expert
+    ends 4.5 cm from the goal, and a model imitating it fails when it stops a few millimeters off its path."""
+    from seqmeta.behavior.policies import load_behavior_policy
+    from seqmeta.data.collect import BehaviorActor
+    from seqmeta.rollout import run_episodes
+
+    family = seqmeta.get_family("metaworld-ml1-reach")
+    params = [family.task_set().params[t] for t in (3, 53)]
+    goals = np.stack([family.goal_features(p) for p in params])
+    actor = BehaviorActor(load_behavior_policy(family, "expert", 2), goals, np.random.default_rng(0))
+    out = run_episodes(family.env_fns(params), actor, max_steps=family.horizon)
+    last = out.episodes.starts + out.episodes.lengths - 1
+    hand = out.episodes.observations[last, :3]
+    goal = np.array([p["rand_vec"][3:] for p in params])
+    np.testing.assert_allclose(np.linalg.norm(hand - goal, axis=1), 0.0, atol=2e-3)  # the hand is on the goal
+    np.testing.assert_allclose(out.info["obj_to_target"][last], 0.045, atol=2e-3)  # the fingertips are not
+    assert out.success.all()
