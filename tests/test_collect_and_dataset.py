@@ -271,8 +271,9 @@ def test_collected_episodes_come_sorted_by_task_whatever_the_order_asked():
 
 
 def test_more_tasks_than_a_family_runs_at_once_are_collected_in_groups(monkeypatch):
-    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds 25 MB: 500 of them at
-    once ran out of memory); collection then runs groups of tasks one after another, each env seeded apart."""
+    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds its own MuJoCo model:
+    500 of them at once ran out of memory); collection then runs groups of tasks one after another, each env
+    seeded apart."""
     from seqmeta.data.collect import collect_episodes
 
     family = seqmeta.get_family("point-robot")

@@ -192,9 +192,9 @@ def test_evaluation_is_the_same_on_the_batched_envs_and_on_gymnasium(tmp_path, m
 def test_more_envs_than_a_family_runs_at_once_go_in_groups_with_the_same_results(
     model, point_robot_dataset, monkeypatch, source
 ):
-    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds 25 MB); a larger sweep
-    runs in groups of that many, and scores what one batch scores (up to float rounding: the model's
-    arithmetic at another batch size)."""
+    """A family's ``max_envs`` bounds the envs alive at once (a Meta-World env holds its own MuJoCo model); a
+    larger sweep runs in groups of that many, and scores what one batch scores (up to float rounding: the
+    model's arithmetic at another batch size)."""
     import seqmeta.evaluation as ev
 
     whole = evaluate(model, protocol(point_robot_dataset, prompt_source=source), progress=False)

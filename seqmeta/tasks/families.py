@@ -231,7 +231,7 @@ def _metaworld(name: str, benchmark: str, task_class: str | None, noise: float, 
             noise={"expert": (0.0, 0.0), "medium": (noise, noise), "mixed": (0.0, 2 * noise)},
             description=f"Meta-World's scripted {task_class or 'per-class'} policy, shown the goal",
         ),
-        max_envs=100,  # 25 MB each: 100 envs at once take 2.5 GB
+        max_envs=100,  # each env holds its own 19 MB MuJoCo model
     )
 
 
