@@ -28,7 +28,7 @@ from seqmeta.data.collect import BehaviorActor
 from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.evaluation import own_rounds
-from seqmeta.tasks.family import TaskFamily
+from seqmeta.tasks.family import TaskFamily, groups_of
 
 SUFFIX = "-corrections"
 NOISE = 0.3  # the model's action noise std is drawn per episode from U[0, this] x half the action range
@@ -110,9 +110,8 @@ def collect_corrections(
         )
     params, tags = list(params), np.asarray(task_index, np.int64)
     trials = episodes_per_task // rounds  # envs per task, each seeded apart from the envs of other groups
-    step = max(1, family.max_envs // trials) if family.max_envs else len(params)
-    if len(params) > step:  # more envs than the family runs at once: groups of tasks, one after another
-        groups = [slice(g, g + step) for g in range(0, len(params), step)]
+    groups = groups_of(len(params), max(1, family.max_envs // trials) if family.max_envs else None)
+    if len(groups) > 1:  # more envs than the family runs at once: groups of tasks, one after another
         parts = [
             collect_corrections(model, family, quality, params[g], episodes_per_task, tags[g], seed + s, progress)
             for g, s in zip(groups, [g.start * trials for g in groups], strict=True)

@@ -106,10 +106,11 @@ def rollout_agent(
                 f"({env_fns.family.max_envs}); a wrapped agent keeps state for every env: give it fewer envs at a time"
             )
         slots = np.arange(len(env_fns)) if task_index is None else np.asarray(task_index)
+        groups = [(rows, env_fns.part(rows)) for rows in waves]
         parts = [
             rollout_agent(
                 model,
-                env_fns.part(rows),
+                envs,
                 max_steps,
                 None if prompts is None else {k: v[rows] for k, v in prompts.items()},
                 target_returns[rows] if np.ndim(target_returns) else target_returns,
@@ -119,9 +120,9 @@ def rollout_agent(
                 task_index=slots[rows],
                 quality=quality,
             )
-            for rows in waves
+            for rows, envs in groups
         ]
-        return Rollouts.concatenate(parts, [len(env_fns.part(rows)) for rows in waves])
+        return Rollouts.concatenate(parts, [len(envs) for _, envs in groups])
     agent = Agent(model, len(env_fns), prompts=prompts, target_returns=target_returns)
     out = run_episodes(
         env_fns,

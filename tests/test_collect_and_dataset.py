@@ -279,8 +279,13 @@ def test_more_tasks_than_a_family_runs_at_once_are_collected_in_groups(monkeypat
     family = seqmeta.get_family("point-robot")
     params = list(family.task_set().params)[:5]
     whole = collect_episodes(family, "expert", params, 2, progress=False, task_index=[9, 3, 7, 1, 5])
+    import seqmeta.data.collect as collect
+
+    sizes, run = [], collect.run_episodes
+    monkeypatch.setattr(collect, "run_episodes", lambda envs, *a, **k: sizes.append(len(envs)) or run(envs, *a, **k))
     monkeypatch.setitem(family.__dict__, "max_envs", 2)
     grouped = collect_episodes(family, "expert", params, 2, progress=False, task_index=[9, 3, 7, 1, 5])
+    assert sizes == [2, 2, 2]  # 2 tasks of one env each, 2 more, then the last task in 2 env copies: never over 2
     assert grouped.task_index.tolist() == [1, 1, 3, 3, 5, 5, 7, 7, 9, 9] == whole.task_index.tolist()
     goals = np.array([params[[9, 3, 7, 1, 5].index(t)]["goal"] for t in grouped.task_index])
     np.testing.assert_allclose(

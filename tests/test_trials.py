@@ -195,7 +195,12 @@ def test_corrections_of_more_tasks_than_the_family_runs_at_once_come_in_groups(s
     config = PromptDTConfig.from_dataset(search_data, hidden_size=16, num_layers=1, context_length=4)
     model = PromptDTModel(config).eval()
     params = list(family.task_set().params)[:3]
+    import seqmeta.evaluation as ev
+
+    sizes, run = [], ev.run_episodes
+    monkeypatch.setattr(ev, "run_episodes", lambda envs, *a, **k: sizes.append(len(envs)) or run(envs, *a, **k))
     monkeypatch.setitem(family.__dict__, "max_envs", 4)  # 2 trials per task: 2 tasks at a time
     out = collect_corrections(model, family, "search-corrections", params, 8, [4, 5, 6], seed=0, progress=False)
+    assert sizes == [4] * 4 + [2] * 4  # 4 rounds of the first 2 tasks' 4 envs, then of the last task's 2
     assert out.task_index.tolist() == [4] * 8 + [5] * 8 + [6] * 8 and out.trial_episode.tolist() == [0, 1, 2, 3] * 6
     assert (out.quality == "search-corrections").all()

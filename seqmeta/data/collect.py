@@ -12,6 +12,7 @@ from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError
 from seqmeta.rollout import run_episodes
 from seqmeta.tasks import TaskFamily, TaskSet
+from seqmeta.tasks.family import groups_of
 
 TARGET_BATCH = 64  # env copies stepped together: enough to amortize one batched policy call
 
@@ -62,9 +63,9 @@ def collect_episodes(
         raise ValueError("no task parameters were given; name at least one task")
     tags = np.arange(len(params)) if task_index is None else np.asarray(task_index, np.int64)
     limit = family.max_envs
-    if limit and len(params) > limit:  # more tasks than the family runs envs at once: groups, one after another
+    groups = groups_of(len(params), limit)
+    if len(groups) > 1:  # more tasks than the family runs envs at once: groups, one after another
         # (each group's envs are seeded after the envs the groups before it can have had: no seed is used twice)
-        groups = [slice(g, g + limit) for g in range(0, len(params), limit)]
         seeds = [seed + g.start * episodes_per_task for g in groups]
         parts = [
             collect_episodes(family, quality, params[g], episodes_per_task, s, progress, tags[g])

@@ -144,6 +144,12 @@ class ScriptedExpert:
     description: str
 
 
+def groups_of(n: int, size: int | None) -> list[slice]:
+    """``range(n)`` as consecutive slices of at most ``size`` (one slice when ``size`` is None)."""
+    size = size or max(n, 1)
+    return [slice(start, start + size) for start in range(0, n, size)] or [slice(0, 0)]
+
+
 class TaskEnvs(list):
     """Env factories of a family's tasks (``TaskFamily.env_fns``): a plain list of factories that also
     carries the family, the task params and the make_env keyword arguments."""
@@ -155,8 +161,7 @@ class TaskEnvs(list):
     def waves(self) -> list[slice]:
         """Groups of at most ``family.max_envs`` consecutive envs (one group when the family sets no limit):
         the envs of a batch larger than that are made and run one group after another."""
-        limit = self.family.max_envs or len(self)
-        return [slice(start, start + limit) for start in range(0, len(self), limit)] or [slice(0, 0)]
+        return groups_of(len(self), self.family.max_envs)
 
     def part(self, rows: slice) -> TaskEnvs:
         """The factories of ``rows``, still carrying their family and task params."""
