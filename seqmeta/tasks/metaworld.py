@@ -202,7 +202,7 @@ class ScriptedExperts:
         self.aim = np.stack([HAND_ABOVE_FINGERTIPS * (c in AIMS_THE_HAND) for c in classes])
 
     def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        visible = np.array(obs, dtype=np.float64)
-        visible[:, GOAL_DIMS] = goals[:, :3] + self.aim[goals[:, 3].astype(int)]
         which = goals[:, 3].astype(int)
+        visible = np.array(obs, dtype=np.float64)
+        visible[:, GOAL_DIMS] = goals[:, :3] + self.aim[which]
         return np.stack([self.policies[c].get_action(o) for c, o in zip(which, visible, strict=True)])
