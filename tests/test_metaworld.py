@@ -176,3 +176,20 @@ def test_the_reach_expert_puts_its_fingertips_on_the_goal():
     np.testing.assert_allclose(hand - goal, [[0.0, 0.0, 0.045]] * 2, atol=2e-3)  # the hand 4.5 cm above the goal
     np.testing.assert_allclose(out.info["obj_to_target"][last], 0.0, atol=5e-3)  # the fingertips on it
     assert out.success.all()
+
+
+def test_the_reach_wall_expert_puts_its_fingertips_on_the_goal_too():
+    """reach-wall's scripted policy aims the hand as reach's does (no seqmeta family has it: a user's family
+    would); shown the raised goal, it too ends with the fingertips on the goal."""
+    from seqmeta.tasks.metaworld import MetaWorldEnv, ScriptedExperts, benchmark_tasks, goal_features
+
+    classes = ("reach-wall-v3",)
+    params = benchmark_tasks("ML1", classes[0], seed=1337)[0][0]
+    env, expert = MetaWorldEnv(**params), ScriptedExperts(classes)
+    goal = goal_features(params, classes)[None]
+    obs, _ = env.reset()
+    for _ in range(500):  # the horizon
+        obs, _, _, _, info = env.step(expert(obs[None], goal)[0])
+    env.close()
+    np.testing.assert_allclose(obs[:3] - goal[0, :3], [0.0, 0.0, 0.045], atol=2e-3)
+    assert info["obj_to_target"] < 5e-3 and info["success"] == 1.0
