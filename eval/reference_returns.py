@@ -13,6 +13,7 @@ random returns (expert: null), and scores on it cannot be normalized yet.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def main() -> None:
     if out.resolve() == TABLE.resolve() and not args.install:
         parser.error(f"--output {out} is the package's shipped table: pass --install to replace it")
 
-    table = json.loads(TABLE.read_text()) if TABLE.exists() else {}
+    table: dict[str, dict] = {}  # this run's families, merged into the table when written
     for name in args.family or list_families():
         family = get_family(name)
         has_expert = "expert" in available_qualities(family)
@@ -63,7 +64,11 @@ def main() -> None:
             test = list(task_set.test_indices)
             exp_test = f"{np.mean(expert[test]):.2f}" if expert is not None else "-"
             print(f"test-task mean: random {np.mean(random[test]):.2f}, expert {exp_test}")
-    atomic_write_json(out, table)
+    # Read the table again only now, under a lock: runs for other families may have written it meanwhile.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        atomic_write_json(out, (json.loads(TABLE.read_text()) if TABLE.exists() else {}) | table)
     print(f"\nwrote {out}" + ("" if args.install else " (--install writes the package's table)"))
 
 

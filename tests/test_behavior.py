@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -42,8 +43,10 @@ def test_shipped_experts_earn_their_reference_returns_measured_again(name):
 
 
 def test_families_without_an_expert_say_how_to_get_one():
-    ant = seqmeta.get_family("ant-dir")
-    with pytest.raises(BehaviorPolicyError, match=r"python -m seqmeta\.behavior"):
+    # A family of the user's own (Ant-Dir under another name): no behavior policy ships for it.
+    ant = dataclasses.replace(seqmeta.get_family("ant-dir"), name="my-ant-dir")
+    assert available_qualities(ant) == ["random"]
+    with pytest.raises(BehaviorPolicyError, match=r"python -m seqmeta\.behavior train --family my-ant-dir"):
         load_behavior_policy(ant, "expert", 1)
     assert load_behavior_policy(ant, "random", 2).act(
         np.zeros((2, 27)), np.zeros((2, 2)), np.random.default_rng(0)
@@ -78,10 +81,11 @@ def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
                 + "\n"
             )
             _snapshot(run / "snapshots" / f"step_{step:07d}.safetensors", Actor(17, 1, 6, 8), step)
-    (run / "config.json").write_text(json.dumps({"total_steps": 60, "seed": 0}))
+    (run / "config.json").write_text(json.dumps({"total_steps": 100, "seed": 0}))  # stopped after step 60
     monkeypatch.setattr(export, "random_return_on", lambda family, tasks: -300.0)
     levels = export.export_skill_levels("cheetah-vel", run, tmp_path / "weights")
     assert levels["levels"]["expert"] == {"snapshots": ["step_0000050"], "deterministic": True}
+    assert levels["recipe"].endswith("--total-steps 60 --seed 0")  # the steps it ran: what reproduces it
     assert levels["levels"]["medium"]["snapshots"] == ["step_0000030"]  # level 50 exactly
     assert levels["levels"]["mixed"]["snapshots"] == ["step_0000020", "step_0000030", "step_0000040", "step_0000050"]
     shipped = sorted(p.name for p in (tmp_path / "weights").glob("*.safetensors"))

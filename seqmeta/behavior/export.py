@@ -70,8 +70,9 @@ def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
     levels = {
         "family": family_name,
+        # The steps the run evaluated (a run stopped before its --total-steps reproduces with the smaller number).
         "recipe": f"python -m seqmeta.behavior train --family {family_name} "
-        f"--total-steps {config['total_steps']} --seed {config['seed']}",
+        f"--total-steps {records[-1]['step']} --seed {config['seed']}",
         "levels": {
             "expert": {"snapshots": [names[best]], "deterministic": True},
             "medium": {"snapshots": [names[medium]], "deterministic": False},
