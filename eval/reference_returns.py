@@ -64,6 +64,11 @@ def main() -> None:
             test = list(task_set.test_indices)
             exp_test = f"{np.mean(expert[test]):.2f}" if expert is not None else "-"
             print(f"test-task mean: random {np.mean(random[test]):.2f}, expert {exp_test}")
+            if expert is not None and (below := np.flatnonzero(expert < random)).size:
+                print(
+                    f"WARNING: the expert scores below random on tasks {below.tolist()}: scores on them cannot be "
+                    "normalized (seqmeta refuses); train the behavior policy further before installing this table"
+                )
     # Read the table again only now, under a lock: runs for other families may have written it meanwhile.
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:

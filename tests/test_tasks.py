@@ -150,3 +150,16 @@ def test_task_selection_and_bad_names():
         seqmeta.get_family("cheetah-speed")
     with pytest.raises(TaskSelectionError, match="uniform-50"):
         seqmeta.get_family("cheetah-vel").task_set("macaw")
+
+
+def test_scores_are_not_normalized_on_an_expert_worse_than_random(monkeypatch):
+    """A reference table whose expert scores below random on a task (an undertrained behavior policy) would turn
+    better returns into lower scores, or blow them up: refused with the fix, the other tasks scored as before."""
+    from seqmeta.tasks import family as family_module
+
+    cheetah = seqmeta.get_family("cheetah-dir")
+    table = {"cheetah-dir": {"default": {"random": [-300.0, -300.0], "expert": [500.0, -320.0]}}}
+    monkeypatch.setattr(family_module, "_reference_table", lambda: table)
+    assert cheetah.normalized_score(100.0, 0) == pytest.approx(50.0)
+    with pytest.raises(TaskSelectionError, match=r"task 1: the expert's reference return \(-320\) is below"):
+        cheetah.normalized_score(100.0, 1)

@@ -267,6 +267,12 @@ class TaskFamily:
                 f"no reference returns for {self.name} task {task_index}; measure them into the package's table "
                 f"with: python eval/reference_returns.py --family {self.name} --install"
             )
+        if hi < lo:  # a scale that turns better returns into lower scores, or blows them up near hi = lo
+            raise TaskSelectionError(
+                f"{self.name} task {task_index}: the expert's reference return ({hi:.4g}) is below the random policy's "
+                f"({lo:.4g}), so scores cannot be normalized; train the family's behavior policy further "
+                f"(python -m seqmeta.behavior train --family {self.name}), export it and measure the table again"
+            )
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
 
