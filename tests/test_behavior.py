@@ -24,7 +24,19 @@ def test_point_robot_expert_is_the_clipped_goal_direction(point_family):
     np.testing.assert_allclose(actions, [[0.05, -0.1], [0.0, -0.05], [0.1, 0.0]], atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["point-robot", "point-robot-sparse", "cheetah-vel", "cheetah-dir"])
+# Every family with an expert, as families gain one (Meta-World's scripted experts: tests/test_metaworld.py).
+WITH_EXPERTS = [
+    n
+    for n in seqmeta.list_families()
+    if not n.startswith("metaworld") and "expert" in available_qualities(seqmeta.get_family(n))
+]
+
+
+def test_the_expert_check_covers_the_families_known_to_have_experts():
+    assert {"point-robot", "point-robot-sparse", "cheetah-vel", "cheetah-dir"} <= set(WITH_EXPERTS)
+
+
+@pytest.mark.parametrize("name", WITH_EXPERTS)
 def test_shipped_experts_earn_their_reference_returns_measured_again(name):
     """Rolled out afresh (other seeds, held-out tasks), the shipped expert scores about 100 and random about 0:
     the reference table matches the shipped policies and envs, and the expert is far above random."""
