@@ -111,3 +111,22 @@ def plot_results(
     if training_log and Path(training_log).exists():
         names.append(plot_training_log(training_log, out / "training_curve.png").name)
     return names
+
+
+def plot_behavior_curve(records: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """A behavior-policy run's evaluations: mean return over its evaluation tasks against the step, the band
+    from its worst to its best task."""
+    plt = _pyplot()
+    steps = [r["step"] for r in records]
+    returns = [np.asarray(r["return"], dtype=np.float64) for r in records]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(steps, [r.mean() for r in returns], marker=".", label="mean over evaluation tasks")
+    worst, best = [r.min() for r in returns], [r.max() for r in returns]
+    ax.fill_between(steps, worst, best, alpha=0.2, label="worst to best task")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return (deterministic, one episode per task)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    _save(plt, fig, path)
+    return path

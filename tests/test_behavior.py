@@ -104,6 +104,31 @@ def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
     assert shipped == [f"step_00000{s}.safetensors" for s in (20, 30, 40, 50)]
 
 
+def test_status_shows_a_runs_evaluations_and_plots_them(tmp_path, capsys, monkeypatch):
+    from seqmeta.behavior.__main__ import main
+
+    run = tmp_path / "run"
+    (run / "snapshots").mkdir(parents=True)
+    with open(run / "log.jsonl", "w") as f:
+        for step, returns in ((10, [-50.0, 10.0]), (20, [40.0, 80.0]), (30, [0.0, 20.0])):
+            f.write(json.dumps({"step": step, "minutes": step / 10, "tasks": [2, 7], "return": returns}) + "\n")
+            _snapshot(run / "snapshots" / f"step_{step:07d}.safetensors", Actor(17, 1, 6, 8), step)
+    monkeypatch.setattr("sys.argv", ["prog", "status", "--family", "cheetah-vel", "--output-dir", str(run)])
+    main()
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    # step, minutes, mean return, worst task; the best evaluation (what export takes as the expert) marked
+    expected = [("10", "-20.0", "-50.0"), ("20", "60.0", "40.0"), ("30", "10.0", "0.0")]
+    assert [(r[0], r[2], r[3]) for r in rows] == expected
+    assert "best" in " ".join(rows[1]) and "best" not in " ".join(rows[0] + rows[2])
+    assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    monkeypatch.setattr("sys.argv", ["prog", "export", "--output-dir", str(tmp_path / "empty")])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert "no evaluated snapshots yet" in capsys.readouterr().err  # one line, and how to get some
+
+
 def test_sac_training_checkpoints_and_resumes(tmp_path):
     config = BehaviorTrainConfig(
         family="point-robot",

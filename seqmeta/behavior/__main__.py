@@ -2,6 +2,7 @@
 
     python -m seqmeta.behavior train --family cheetah-vel            # ~40 min on one core
     python -m seqmeta.behavior train --family cheetah-vel            # again: resumes
+    python -m seqmeta.behavior status --family cheetah-vel           # its evaluations so far (+ learning_curve.png)
     python -m seqmeta.behavior export --family cheetah-vel           # -> runs/behavior/cheetah-vel/export
     python -m seqmeta.behavior export --family cheetah-vel --install # -> seqmeta/behavior/weights/ (ships)
 
@@ -15,8 +16,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from seqmeta.behavior.export import export_skill_levels
+from seqmeta.behavior.export import behavior_status, export_skill_levels
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
+from seqmeta.errors import SeqmetaError
+from seqmeta.tasks import get_family
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m seqmeta.behavior", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("verb", choices=["train", "export"])
+    parser.add_argument("verb", choices=["train", "status", "export"])
     parser.add_argument("--family", default="cheetah-vel")
     parser.add_argument("--output-dir", default=None, help="run folder (default runs/behavior/FAMILY)")
     parser.add_argument("--total-steps", type=int, default=BehaviorTrainConfig.total_steps)
@@ -39,8 +42,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
+    parser = build_parser()
+    args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
+    try:
+        run_verb(args)
+    except (SeqmetaError, FileNotFoundError) as e:  # a refusal: one line, exit 2
+        parser.exit(2, f"error: {str(e).strip(chr(34))}\n")
+
+
+def run_verb(args: argparse.Namespace) -> None:
+    get_family(args.family)  # an unknown name is refused with the list of families
     run = Path(args.output_dir or f"runs/behavior/{args.family}")
     if args.verb == "train":
         config = BehaviorTrainConfig(
@@ -52,6 +64,8 @@ def main() -> None:
             seed=args.seed,
         )
         train_behavior_policy(config)
+    elif args.verb == "status":
+        print(behavior_status(run, args.family))
     else:
         target = WEIGHTS / args.family if args.install else run / "export"
         export_skill_levels(args.family, run, target)

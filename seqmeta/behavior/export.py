@@ -36,6 +36,38 @@ def read_log(run: Path) -> list[dict]:
     return [records[s] for s in sorted(records) if (run / "snapshots" / f"step_{s:07d}.safetensors").exists()]
 
 
+def evaluations(run: Path, family_name: str) -> list[dict]:
+    """``read_log``, or a clear error when the run has evaluated nothing yet."""
+    if not (run / "log.jsonl").is_file() or not (records := read_log(run)):
+        raise FileNotFoundError(
+            f"{run} holds no evaluated snapshots yet; start or continue the run with "
+            f"`python -m seqmeta.behavior train --family {family_name}` (it evaluates every --eval-every steps)"
+        )
+    return records
+
+
+def behavior_status(run: Path, family_name: str) -> str:
+    """A run's evaluations so far as a table (the best marked) and its ``learning_curve.png`` in the run folder."""
+    from seqmeta.errors import MissingExtraError
+    from seqmeta.plots import plot_behavior_curve
+
+    run = Path(run)
+    records = evaluations(run, family_name)
+    means = [float(np.mean(r["return"])) for r in records]
+    best = int(np.argmax(means)) if means else -1
+    lines = [f"{run}: {len(records)} evaluations, one deterministic episode on each of tasks {records[0]['tasks']}"]
+    lines.append(f"{'step':>9} {'minutes':>8} {'mean return':>12} {'worst task':>11}")
+    for i, (r, mean) in enumerate(zip(records, means, strict=True)):
+        mark = "  <- best (the expert export picks)" if i == best else ""
+        lines.append(f"{r['step']:>9} {r['minutes']:>8.1f} {mean:>12.1f} {min(r['return']):>11.1f}{mark}")
+    try:
+        plot = plot_behavior_curve(records, run / "learning_curve.png", f"{family_name}: goal-conditioned SAC")
+        lines.append(f"plot: {plot}")
+    except MissingExtraError as e:
+        lines.append(f"no plot: {e}")
+    return "\n".join(lines)
+
+
 def random_return_on(family_name: str, tasks: list[int], episodes: int = 5) -> float:
     from seqmeta.data.collect import rollout
 
@@ -46,9 +78,7 @@ def random_return_on(family_name: str, tasks: list[int], episodes: int = 5) -> f
 
 def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
     run, weights_dir = Path(run), Path(weights_dir)
-    records = read_log(run)
-    if not records:
-        raise FileNotFoundError(f"{run} has no evaluated snapshots yet; train longer before exporting")
+    records = evaluations(run, family_name)
     tasks = records[-1]["tasks"]
     mean_returns = np.array([np.mean(r["return"]) for r in records])
     best = int(np.argmax(mean_returns))
