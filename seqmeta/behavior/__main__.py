@@ -48,7 +48,7 @@ def main() -> None:
     try:
         run_verb(args)
     except (SeqmetaError, FileNotFoundError) as e:  # a refusal: one line, exit 2
-        parser.exit(2, f"error: {str(e).strip(chr(34))}\n")
+        parser.exit(2, f"error: {e}\n")
 
 
 def run_verb(args: argparse.Namespace) -> None:
