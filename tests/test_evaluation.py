@@ -73,6 +73,25 @@ def test_one_batched_sweep_one_model_call_per_env_step(model, point_robot_datase
     assert calls == [3 * 5 * 3] * point_robot_dataset.family.horizon  # settings x tasks x episodes, each step
 
 
+def test_an_expert_below_random_leaves_scores_unnormalized_with_a_warning(
+    model, point_robot_dataset, monkeypatch, caplog
+):
+    """The returns are measured as ever; normalized scores, which an expert worse than random on a task would
+    turn upside down, are left out (None) and the log says why and what to do."""
+    from seqmeta.tasks import family as family_module
+
+    table = json.loads((Path(seqmeta.__file__).parent / "tasks" / "reference_returns.json").read_text())
+    expected = evaluate(model, protocol(point_robot_dataset), progress=False)
+    table["point-robot"]["default"]["expert"][47] = table["point-robot"]["default"]["random"][47] - 1.0
+    monkeypatch.setattr(family_module, "_reference_table", lambda: table)
+    with caplog.at_level("WARNING"):
+        results = evaluate(model, protocol(point_robot_dataset), progress=False)
+    assert "on tasks [47] the expert's reference return is below the random policy's" in caplog.text
+    for ours, before in zip(results["settings"], expected["settings"], strict=True):
+        assert ours["normalized"] is None and all(p["normalized"] is None for p in ours["per_task"])
+        assert ours["mean_return"] == before["mean_return"]
+
+
 def test_fixed_seed_gives_the_same_results(model, point_robot_dataset):
     a = evaluate(model, protocol(point_robot_dataset, prompt_source="ood"), progress=False)
     b = evaluate(model, protocol(point_robot_dataset, prompt_source="ood"), progress=False)
