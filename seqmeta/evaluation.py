@@ -385,15 +385,10 @@ def _summarize(model, data, protocol, tasks, returns: Sweep, seconds: float) -> 
     ts = data.task_set
     refs = data.reference_returns()
     has_refs = all(refs["random"][t] is not None and refs["expert"][t] is not None for t in tasks)
-    if has_refs and (below := [int(t) for t in tasks if refs["expert"][t] < refs["random"][t]]):
-        # The returns stand; a score normalized on an expert worse than random would not (family.normalized_score).
-        logger.warning(
-            "scores are not normalized: on tasks %s the expert's reference return is below the random policy's; "
-            "train %s's behavior policy further (python -m seqmeta.behavior train), export it and measure the "
-            "reference returns again",
-            below,
-            family.name,
-        )
+    # A family without an expert has no references (scores stay unnormalized); one whose table cannot normalize a
+    # task (an expert below random) gets its returns as ever, and a warning that says what to do.
+    if has_refs and (problems := [p for t in tasks if (p := family.normalization_problem(int(t), task_set_name))]):
+        logger.warning("scores are not normalized: %s", "; ".join(problems))
         has_refs = False
     settings = []
     for k, (table, targets, success) in returns.items():

@@ -54,7 +54,7 @@ def behavior_status(run: Path, family_name: str) -> str:
     run = Path(run)
     records = evaluations(run, family_name)
     means = [float(np.mean(r["return"])) for r in records]
-    best = int(np.argmax(means)) if means else -1
+    best = int(np.argmax(means))  # evaluations() holds at least one
     lines = [f"{run}: {len(records)} evaluations, one deterministic episode on each of tasks {records[0]['tasks']}"]
     lines.append(f"{'step':>9} {'minutes':>8} {'mean return':>12} {'worst task':>11}")
     for i, (r, mean) in enumerate(zip(records, means, strict=True)):

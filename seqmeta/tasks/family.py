@@ -256,23 +256,31 @@ class TaskFamily:
         table = _reference_table().get(self.name, {}).get(name, {})
         return {level: list(table.get(level, [None] * n)) for level in ("random", "expert")}
 
-    def normalized_score(
-        self, returns: float | np.ndarray, task_index: int, task_set: str | None = None
-    ) -> float | np.ndarray:
-        """100 * (R - random) / (expert - random): 0 is the random policy, 100 the expert."""
+    def normalization_problem(self, task_index: int, task_set: str | None = None) -> str | None:
+        """Why scores on this task cannot be normalized, with the fix; None when they can."""
         ref = self.reference_returns(task_set)
         lo, hi = ref["random"][task_index], ref["expert"][task_index]
         if lo is None or hi is None or math.isclose(lo, hi):
-            raise TaskSelectionError(
+            return (
                 f"no reference returns for {self.name} task {task_index}; measure them into the package's table "
                 f"with: python eval/reference_returns.py --family {self.name} --install"
             )
         if hi < lo:  # a scale that turns better returns into lower scores, or blows them up near hi = lo
-            raise TaskSelectionError(
+            return (
                 f"{self.name} task {task_index}: the expert's reference return ({hi:.4g}) is below the random policy's "
                 f"({lo:.4g}), so scores cannot be normalized; train the family's behavior policy further "
                 f"(python -m seqmeta.behavior train --family {self.name}), export it and measure the table again"
             )
+        return None
+
+    def normalized_score(
+        self, returns: float | np.ndarray, task_index: int, task_set: str | None = None
+    ) -> float | np.ndarray:
+        """100 * (R - random) / (expert - random): 0 is the random policy, 100 the expert."""
+        if problem := self.normalization_problem(task_index, task_set):
+            raise TaskSelectionError(problem)
+        ref = self.reference_returns(task_set)
+        lo, hi = ref["random"][task_index], ref["expert"][task_index]
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
 
