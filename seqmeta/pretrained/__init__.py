@@ -6,8 +6,8 @@
 
 Each folder is a model folder as `seqmeta train` and `seqmeta eval` leave it (``config.json``,
 ``model.safetensors``, ``train_config.yaml``, ``train_data.json``, ``eval/*/eval_results.json`` and plots)
-plus ``demos/`` (a dataset folder: one expert episode of every task of the family's task set) and
-``README.md``, its model card. ``eval/adaptation.py`` (its ship option) made each one from the first
+plus ``demos/`` (a dataset folder: one expert episode of every task of the family; Meta-World: of each
+held-out goal) and ``README.md``, its model card. ``eval/adaptation.py`` (its ship option) made each one from the first
 training seed of the run behind the README's families table.
 """
 
