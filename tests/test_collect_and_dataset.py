@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import signal
 import subprocess
@@ -78,8 +79,9 @@ def test_shipped_policies_collect_every_level(tmp_path, family):
 
 
 def test_unknown_quality_names_the_available_ones(point_family, tmp_path):
+    mine = dataclasses.replace(seqmeta.get_family("ant-dir"), name="my-ant-dir")  # no behavior policy ships for it
     with pytest.raises(BehaviorPolicyError, match="available"):
-        collect_dataset("ant-dir", "expert", str(tmp_path / "x"), progress=False)
+        collect_dataset(mine, "expert", str(tmp_path / "x"), progress=False)
     assert not (tmp_path / "x").exists()
 
 
