@@ -11,7 +11,7 @@ from seqmeta.behavior import export
 from seqmeta.behavior.policies import ScriptedPolicy, available_qualities, load_actor, load_behavior_policy
 from seqmeta.behavior.sac import Actor, ReplayBuffer, SACHyperparameters
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
-from seqmeta.errors import BehaviorPolicyError
+from seqmeta.errors import BehaviorPolicyError, ConfigError
 
 
 def test_point_robot_expert_is_the_clipped_goal_direction(point_family):
@@ -146,6 +146,33 @@ def test_sac_training_checkpoints_and_resumes(tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert steps == [100, 200, 300]
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["latest", "step_0000300"]
+
+
+@pytest.mark.parametrize("sampling", ["law", "task-set"])
+def test_sac_trains_on_the_task_law_or_on_the_task_set(tmp_path, sampling):
+    from safetensors.numpy import load_file
+
+    family = seqmeta.get_family("point-robot")
+    config = BehaviorTrainConfig(
+        family=family.name,
+        output_dir=str(tmp_path / sampling),
+        total_steps=400,  # 8 episodes of 50 steps, no update (warm-up)
+        warmup_steps=1000,
+        checkpoint_every=400,
+        task_sampling=sampling,
+    )
+    train_behavior_policy(config)
+    replay = load_file(str(tmp_path / sampling / "checkpoints" / "step_0000400" / "replay.safetensors"))
+    goals = {tuple(g) for g in replay["x"][:, family.observation_space.shape[0] :].round(5).tolist()}
+    task_set = {tuple(np.round(family.goal_features(p), 5).tolist()) for p in family.task_set().params}
+    assert len(goals) > 1
+    assert goals <= task_set if sampling == "task-set" else not goals & task_set
+    assert json.loads((tmp_path / sampling / "config.json").read_text())["task_sampling"] == sampling
+
+
+def test_an_unknown_task_sampling_is_refused_with_the_choices(tmp_path):
+    with pytest.raises(ConfigError, match="choose one of law, task-set"):
+        train_behavior_policy(BehaviorTrainConfig(family="point-robot", output_dir=str(tmp_path), task_sampling="all"))
 
 
 def test_replay_buffer_resumes_into_a_larger_capacity():

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 
 from seqmeta.behavior.export import behavior_status, export_skill_levels
-from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
+from seqmeta.behavior.train import TASK_SAMPLING, BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import SeqmetaError
 from seqmeta.tasks import get_family
 
@@ -35,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, default=BehaviorTrainConfig.checkpoint_every)
     parser.add_argument("--eval-every", type=int, default=BehaviorTrainConfig.eval_every)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--task-sampling",
+        choices=TASK_SAMPLING,
+        default=BehaviorTrainConfig.task_sampling,
+        help="train: each episode's task, drawn from the family's law or from its task set (held-out tasks included)",
+    )
     parser.add_argument(
         "--install", action="store_true", help="export: replace the package's shipped weights (default: RUN/export)"
     )
@@ -62,6 +68,7 @@ def run_verb(args: argparse.Namespace) -> None:
             checkpoint_every=args.checkpoint_every,
             eval_every=args.eval_every,
             seed=args.seed,
+            task_sampling=args.task_sampling,
         )
         train_behavior_policy(config)
     elif args.verb == "status":

@@ -102,7 +102,8 @@ def export_skill_levels(family_name: str, run: Path, weights_dir: Path) -> dict:
         "family": family_name,
         # The steps the run evaluated (a run stopped before its --total-steps reproduces with the smaller number).
         "recipe": f"python -m seqmeta.behavior train --family {family_name} "
-        f"--total-steps {records[-1]['step']} --seed {config['seed']}",
+        f"--total-steps {records[-1]['step']} --seed {config['seed']}"
+        + ("" if config.get("task_sampling", "law") == "law" else f" --task-sampling {config['task_sampling']}"),
         "levels": {
             "expert": {"snapshots": [names[best]], "deterministic": True},
             "medium": {"snapshots": [names[medium]], "deterministic": False},

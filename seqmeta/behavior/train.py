@@ -29,10 +29,13 @@ from tqdm.auto import tqdm
 
 from seqmeta.behavior.evaluate import run_goal_conditioned
 from seqmeta.behavior.sac import SAC, ReplayBuffer, SACHyperparameters
+from seqmeta.errors import ConfigError
 from seqmeta.io import atomic_write_json, atomic_write_text
 from seqmeta.tasks import TaskFamily, get_family
 
 logger = logging.getLogger(__name__)
+
+TASK_SAMPLING = ("law", "task-set")
 
 
 @dataclass
@@ -52,6 +55,10 @@ class BehaviorTrainConfig:
     checkpoint_every: int = 20_000
     """steps between full, resumable checkpoints"""
     seed: int = 0
+    task_sampling: str = "law"
+    """each episode's task: ``law`` draws fresh parameters from the family's law (``family.sample_params``);
+    ``task-set`` one of the default task set's tasks, held-out ones included (the expert serves them all: the
+    demos of held-out tasks are its episodes, and their scores are normalized by its returns)"""
     sac: SACHyperparameters = field(default_factory=SACHyperparameters)
 
 
@@ -127,6 +134,8 @@ class _Checkpointer:
 def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
     """Train (or resume) a goal-conditioned SAC; returns the run folder."""
     family = get_family(config.family)
+    if config.task_sampling not in TASK_SAMPLING:
+        raise ConfigError(f"task_sampling {config.task_sampling!r}: choose one of {', '.join(TASK_SAMPLING)}")
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", asdict(config))
@@ -146,8 +155,13 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
         logger.info("resumed %s at step %d", out, step)
     eval_tasks = _eval_tasks(family)
 
+    task_params = family.task_set().params
+
     def new_episode():
-        params = family.sample_params(rng)
+        if config.task_sampling == "law":
+            params = family.sample_params(rng)
+        else:
+            params = task_params[int(rng.integers(len(task_params)))]
         env = family.make_env(params)
         obs, _ = env.reset(seed=int(rng.integers(2**31)))
         return env, family.goal_features(params), obs
