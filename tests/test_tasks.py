@@ -100,6 +100,7 @@ def test_ant_dir_reward_projects_velocity_on_the_direction():
             heading = info["x_velocity"] * np.cos(angle) + info["y_velocity"] * np.sin(angle)
             ctrl = 0.5 * np.sum(a**2)
             assert r == pytest.approx(heading - ctrl + info["reward_contact"] + 1.0)
+            assert info["heading_velocity"] == pytest.approx(heading)  # what behavior evaluations report
 
 
 def test_point_robot_dense_and_sparse_rewards():

@@ -33,15 +33,16 @@ def run_goal_conditioned(
     """``episodes`` episodes on each task of the default task set, one per env of one vector env.
 
     ``act(observations, goal_features)`` returns actions in the env's action space. Returns
-    ``return`` and ``mean_velocity`` (mean forward velocity over the episode's steps, NaN for
-    families without one), both (episodes, tasks).
+    ``return`` and ``mean_velocity`` (mean forward velocity over the episode's steps: along the task's
+    direction where the env reports ``heading_velocity`` (Ant-Dir), else along x; NaN for families without
+    one), both (episodes, tasks).
     """
     params = family.task_set().params
     slots = [t for _ in range(episodes) for t in task_indices]
     goals = np.stack([family.goal_features(params[t]) for t in slots])
     out = run_episodes(family.env_fns([params[t] for t in slots]), _GoalConditioned(act, goals), family.horizon, seed)
     shape = (episodes, len(task_indices))
-    velocity = out.info.get("x_velocity")
+    velocity = out.info.get("heading_velocity", out.info.get("x_velocity"))
     if velocity is None:
         mean_velocity = np.full(len(slots), np.nan)
     else:

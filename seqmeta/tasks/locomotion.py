@@ -77,6 +77,7 @@ class AntDirEnv(AntEnv):
         heading = info["x_velocity"] * np.cos(self.angle) + info["y_velocity"] * np.sin(self.angle)
         # The v5 defaults (ctrl 0.5, contact 5e-4, survive 1) are PEARL's ant-dir weights.
         reward = heading + info["reward_ctrl"] + info["reward_contact"] + info["reward_survive"]
+        info["heading_velocity"] = heading  # the velocity along the task's direction, which the reward pays
         return observation, float(reward), terminated, truncated, info
 
 
