@@ -168,6 +168,9 @@ def test_sac_trains_on_the_task_law_or_on_the_task_set(tmp_path, sampling):
     assert len(goals) > 1
     assert goals <= task_set if sampling == "task-set" else not goals & task_set
     assert json.loads((tmp_path / sampling / "config.json").read_text())["task_sampling"] == sampling
+    other = "law" if sampling == "task-set" else "task-set"
+    with pytest.raises(ConfigError, match=f"trained with --task-sampling {sampling}; resume it with the same"):
+        train_behavior_policy(dataclasses.replace(config, task_sampling=other, total_steps=800))
 
 
 def test_an_unknown_task_sampling_is_refused_with_the_choices(tmp_path):

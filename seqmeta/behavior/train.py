@@ -137,6 +137,13 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
     if config.task_sampling not in TASK_SAMPLING:
         raise ConfigError(f"task_sampling {config.task_sampling!r}: choose one of {', '.join(TASK_SAMPLING)}")
     out = Path(config.output_dir)
+    if (out / "config.json").exists():  # a resumed run keeps its tasks: the recipe must reproduce it
+        before = json.loads((out / "config.json").read_text()).get("task_sampling", "law")
+        if before != config.task_sampling:
+            raise ConfigError(
+                f"{out} was trained with --task-sampling {before}; resume it with the same, "
+                "or train into another --output-dir"
+            )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", asdict(config))
     torch.set_num_threads(1)  # small MLPs: one thread is fastest and leaves the other core free
