@@ -156,7 +156,7 @@ def test_sac_trains_on_the_task_law_or_on_the_task_set(tmp_path, sampling):
     config = BehaviorTrainConfig(
         family=family.name,
         output_dir=str(tmp_path / sampling),
-        total_steps=400,  # 8 episodes of 50 steps, no update (warm-up)
+        total_steps=400,  # 20 episodes of 20 steps, no update (warm-up)
         warmup_steps=1000,
         checkpoint_every=400,
         task_sampling=sampling,

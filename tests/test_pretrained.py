@@ -1,5 +1,6 @@
-"""The models that ship in the package: their results agree with the README's families table, their cards with
-what the card code renders today, and they load by name (an unknown name is refused with the list)."""
+"""The models that ship in the package: their results agree with the README's families (or Meta-World) table,
+their cards with what the card code renders today, and they load by name (an unknown name is refused with the
+list)."""
 
 from __future__ import annotations
 
