@@ -137,7 +137,7 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
     if config.task_sampling not in TASK_SAMPLING:
         raise ConfigError(f"task_sampling {config.task_sampling!r}: choose one of {', '.join(TASK_SAMPLING)}")
     out = Path(config.output_dir)
-    if (out / "config.json").exists():  # a resumed run keeps its tasks: the recipe must reproduce it
+    if (out / "checkpoints" / "latest").exists():  # a resumed run keeps its tasks: the recipe must reproduce it
         before = json.loads((out / "config.json").read_text()).get("task_sampling", "law")
         if before != config.task_sampling:
             raise ConfigError(
