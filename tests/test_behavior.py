@@ -12,6 +12,7 @@ from seqmeta.behavior.policies import ScriptedPolicy, available_qualities, load_
 from seqmeta.behavior.sac import Actor, ReplayBuffer, SACHyperparameters
 from seqmeta.behavior.train import BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import BehaviorPolicyError, ConfigError
+from seqmeta.tasks import get_family
 
 
 def test_point_robot_expert_is_the_clipped_goal_direction(point_family):
@@ -80,10 +81,9 @@ def test_snapshot_round_trip(tmp_path):
     assert action.abs().max() <= 1 and torch.isfinite(log_prob).all()
 
 
-def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
-    run = tmp_path / "run"
+def _logged_run(run, returns: dict[int, float]):
+    """A run folder whose log holds ``returns`` (step -> mean return on logged tasks 2 and 7), with snapshots."""
     (run / "snapshots").mkdir(parents=True)
-    returns = {10: -300.0, 20: -250.0, 30: -200.0, 40: -120.0, 50: -100.0, 60: -110.0}
     with open(run / "log.jsonl", "w") as f:
         for step, r in returns.items():
             f.write(
@@ -93,15 +93,46 @@ def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
                 + "\n"
             )
             _snapshot(run / "snapshots" / f"step_{step:07d}.safetensors", Actor(17, 1, 6, 8), step)
-    (run / "config.json").write_text(json.dumps({"total_steps": 100, "seed": 0}))  # stopped after step 60
+    (run / "config.json").write_text(json.dumps({"total_steps": 100, "seed": 0}))  # stopped after its last step
+
+
+def test_export_picks_levels_by_evaluated_return(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    _logged_run(run, {10: -300.0, 20: -250.0, 30: -200.0, 40: -120.0, 50: -100.0, 60: -110.0})
     monkeypatch.setattr(export, "random_return_on", lambda family, tasks: -300.0)
-    levels = export.export_skill_levels("cheetah-vel", run, tmp_path / "weights")
+    levels = export.export_skill_levels("cheetah-vel", run, tmp_path / "weights", choose_on="logged")
     assert levels["levels"]["expert"] == {"snapshots": ["step_0000050"], "deterministic": True}
     assert levels["recipe"].endswith("--total-steps 60 --seed 0")  # the steps it ran: what reproduces it
     assert levels["levels"]["medium"]["snapshots"] == ["step_0000030"]  # level 50 exactly
     assert levels["levels"]["mixed"]["snapshots"] == ["step_0000020", "step_0000030", "step_0000040", "step_0000050"]
     shipped = sorted(p.name for p in (tmp_path / "weights").glob("*.safetensors"))
     assert shipped == [f"step_00000{s}.safetensors" for s in (20, 30, 40, 50)]
+    assert levels["evaluation"]["chosen_on"] == "logged" and levels["evaluation"]["tasks"] == [2, 7]
+
+
+def test_export_chooses_the_expert_on_the_training_tasks_never_the_held_out_ones(tmp_path, monkeypatch):
+    """The logged evaluations (held-out tasks among them) rank step 30 first; measured on the training tasks,
+    step 20 is the best: the default export takes step 20, and evaluates every snapshot on exactly the
+    training tasks."""
+    run = tmp_path / "run"
+    _logged_run(run, {10: -300.0, 20: -250.0, 30: -100.0})
+    on_train = iter([-300.0, -50.0, -200.0])  # steps 10, 20, 30, evaluated in that order
+    seen = []
+
+    def evaluate_actor(actor, family, tasks, seed):
+        seen.append(list(tasks))
+        r = next(on_train)
+        return {"return": [r] * len(tasks), "mean_velocity": [0.0] * len(tasks)}
+
+    monkeypatch.setattr("seqmeta.behavior.train.evaluate_actor", evaluate_actor)
+    monkeypatch.setattr(export, "random_return_on", lambda family, tasks: -300.0)
+    levels = export.export_skill_levels("cheetah-vel", run, tmp_path / "weights")
+    family = get_family("cheetah-vel")
+    train, test = family.task_set().train_indices, family.task_set().test_indices
+    assert seen == [list(train)] * 3 and not set(test) & set(seen[0])
+    assert levels["levels"]["expert"]["snapshots"] == ["step_0000020"]
+    assert levels["evaluation"]["chosen_on"] == "train" and levels["evaluation"]["tasks"] == list(train)
+    assert levels["evaluation"]["snapshots"]["step_0000020"]["mean_return"] == -50.0
 
 
 def test_status_shows_a_runs_evaluations_and_plots_them(tmp_path, capsys, monkeypatch):

@@ -7,16 +7,18 @@
     python -m seqmeta.behavior export --family cheetah-vel --install # -> seqmeta/behavior/weights/ (ships)
 
 Training checkpoints every ``--checkpoint-every`` steps and resumes from the latest checkpoint when
-run again on the same ``--output-dir``. Export picks snapshots by their logged evaluation returns
-(see ``seqmeta.behavior.export``) and writes them as safetensors into the run's ``export/`` folder; only
-``--install`` replaces the weights shipped inside the package (what ``collect`` then uses).
+run again on the same ``--output-dir``. Export evaluates every snapshot on the family's training tasks,
+picks the skill levels by those returns (``--choose-on logged``: by the evaluations logged during
+training instead; see ``seqmeta.behavior.export``) and writes them as safetensors into the run's
+``export/`` folder; only ``--install`` replaces the weights shipped inside the package (what ``collect``
+then uses).
 """
 
 import argparse
 import logging
 from pathlib import Path
 
-from seqmeta.behavior.export import behavior_status, export_skill_levels
+from seqmeta.behavior.export import CHOOSE_ON, behavior_status, export_skill_levels
 from seqmeta.behavior.train import TASK_SAMPLING, BehaviorTrainConfig, train_behavior_policy
 from seqmeta.errors import SeqmetaError
 from seqmeta.tasks import get_family
@@ -40,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=TASK_SAMPLING,
         default=BehaviorTrainConfig.task_sampling,
         help="train: each episode's task, drawn from the family's law or from its task set (held-out tasks included)",
+    )
+    parser.add_argument(
+        "--choose-on",
+        choices=CHOOSE_ON,
+        default="train",
+        help="export: pick the levels by each snapshot's returns on the training tasks, measured now (default), or "
+        "by the evaluations logged during training (held-out tasks among them)",
     )
     parser.add_argument(
         "--install", action="store_true", help="export: replace the package's shipped weights (default: RUN/export)"
@@ -75,7 +84,7 @@ def run_verb(args: argparse.Namespace) -> None:
         print(behavior_status(run, args.family))
     else:
         target = WEIGHTS / args.family if args.install else run / "export"
-        export_skill_levels(args.family, run, target)
+        export_skill_levels(args.family, run, target, args.choose_on)
         print(f"exported to {target}" + ("" if args.install else " (--install ships them in the package)"))
 
 
