@@ -1,6 +1,7 @@
 """Benchmark: samples/s of the whole training step, seqmeta's trainer vs a plain loop around HF's DT.
 
     python eval/bench_train.py                  # batch 64 and 256, 2 threads, 3 interleaved repeats
+    python eval/bench_train.py --batches 256 --steps 30 --profile   # where seqmeta's training step spends its time
 
 One synthetic Cheetah-Vel-shaped dataset (observations 17, actions 6, 40 tasks x 5 episodes x 200
 steps). Both sides draw the same batches from ``seqmeta.trainer.EpisodeBatches`` (same seed) and
@@ -125,11 +126,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=80, help="optimizer steps per measurement")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats (median and range printed)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="instead: seqmeta's training (segment K, the first of --batches) for --steps steps under torch's "
+        "profiler, its operators by CPU time",
+    )
     args = parser.parse_args()
     if min(args.steps, args.threads, args.repeats) < 1:
         parser.error("--steps, --threads and --repeats must be at least 1")
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data = synthetic_dataset(Path(tmp) / "data")
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                seqmeta_rate(data, Path(tmp) / "run", batches[0], K, args.steps)
+        print(f"seqmeta training, batch {batches[0]}, {args.steps} steps, {args.threads} threads (data not timed)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        return
     rates: dict[tuple[int, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = synthetic_dataset(Path(tmp) / "data")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from seqmeta.behavior.export import evaluated_on, evaluations
+from seqmeta.errors import SeqmetaError
 from seqmeta.tasks import get_family
 
 
@@ -30,9 +31,12 @@ def main() -> None:
     parser.add_argument("--from-step", type=int, default=0, help="skip the snapshots before this step")
     args = parser.parse_args()
 
-    family = get_family(args.family)
     run = Path(args.output_dir)
-    records = [r for r in evaluations(run, args.family) if r["step"] >= args.from_step]
+    try:  # an unknown family or a run without evaluated snapshots: one line, and what to give instead
+        family = get_family(args.family)
+        records = [r for r in evaluations(run, args.family) if r["step"] >= args.from_step]
+    except (SeqmetaError, FileNotFoundError) as e:
+        parser.error(str(e))
     if not records:
         parser.error(f"{run} has no evaluated snapshot from step {args.from_step} on: give a smaller --from-step")
     task_set = family.task_set()

@@ -29,7 +29,6 @@ from seqmeta.tasks import get_family
 logger = logging.getLogger(__name__)
 
 CHOOSE_ON = ("train", "logged")
-TRAIN_EVAL_SEED = 10_000  # the seed of the evaluations logged during training
 MEDIUM_LEVEL = 50.0
 MIXED_LEVELS = (20.0, 40.0, 60.0, 80.0, 100.0)
 
@@ -81,14 +80,14 @@ def evaluated_on(family_name: str, run: Path, records: list[dict], tasks: list[i
     from tqdm.auto import tqdm
 
     from seqmeta.behavior.policies import load_actor
-    from seqmeta.behavior.train import evaluate_actor
+    from seqmeta.behavior.train import EVAL_SEED, evaluate_actor
 
     family = get_family(family_name)
     tasks = list(family.task_set().train_indices if tasks is None else tasks)
     out = []
     for r in tqdm(records, desc=f"{family_name} snapshots on {len(tasks)} tasks", unit="snapshot", leave=False):
         actor = load_actor(Path(run) / "snapshots" / f"step_{r['step']:07d}.safetensors")
-        result = evaluate_actor(actor, family, tasks, seed=TRAIN_EVAL_SEED)
+        result = evaluate_actor(actor, family, tasks, seed=EVAL_SEED)
         out.append({"step": r["step"], "minutes": r["minutes"], "tasks": tasks, **result})
     return out
 

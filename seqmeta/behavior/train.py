@@ -36,6 +36,7 @@ from seqmeta.tasks import TaskFamily, get_family
 logger = logging.getLogger(__name__)
 
 TASK_SAMPLING = ("law", "task-set")
+EVAL_SEED = 10_000  # the env seed of every snapshot evaluation (during training and at export)
 
 
 @dataclass
@@ -194,7 +195,7 @@ def train_behavior_policy(config: BehaviorTrainConfig) -> Path:
             stats = sac.update(replay.sample(config.sac.batch_size, rng))
         bar.update(1)
         if step % config.eval_every == 0:
-            result = evaluate_actor(sac.actor, family, eval_tasks, seed=10_000)
+            result = evaluate_actor(sac.actor, family, eval_tasks, seed=EVAL_SEED)
             record = {
                 "step": step,
                 "minutes": (time.time() - start) / 60,
