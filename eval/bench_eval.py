@@ -11,7 +11,11 @@ All in one run, each case ``--repeats`` times, interleaved (median and range pri
 - ``seqmeta.evaluation.evaluate`` with the default protocol (settings 0, 1, 2, 4 trajectories x 5
   held-out tasks x 20 episodes = 400 envs in one batch), the streaming agent choosing every action;
 - the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes x 200 steps, wall seconds;
-- where a step of the 400 envs goes: the model's step and the envs' step each timed alone (wall and CPU).
+- where a step of the 400 envs goes: the model's step and the envs' step each timed alone (wall and CPU);
+- the arithmetic floor: the matrix products of one model step alone, laid out as the streaming step lays them
+  out (the model's own weights, every output preallocated, operands warm in cache): what a float32 step of
+  this model pays before any other work; with the envs' step it bounds what ``evaluate`` can reach here,
+  printed beside the 1.5x target's budget.
 
 Model: the demo size (3 layers, hidden 128, K = 20), untrained (speed does not depend on the weights).
 The sweeps' wall times include env creation and prompt sampling, and write nothing to disk. Idle OpenMP
@@ -89,6 +93,41 @@ def step_split(model, env_fns, steps: int) -> tuple[float, float, float, float]:
     return tuple(times)
 
 
+def arithmetic_floor(model, n: int, prompt_steps: int, repeats: int = 50) -> float:
+    """Milliseconds of the matrix products of one streaming step of ``n`` envs, and nothing else: per block the
+    query/key/value projection of the step's three tokens, the attention scores and weighted values over the
+    cache (prompt + 3K keys), the attention projection and the MLP (for the state token alone in the last
+    block, as ``stream_step`` does), every output preallocated."""
+    cfg, blocks = model.config, model.backbone.h
+    width, keys = cfg.hidden_size, prompt_steps + 3 * cfg.context_length
+    key_cache = torch.randn(n, keys, width)
+    products = []
+    for i, block in enumerate(blocks):
+        rows = n if i == len(blocks) - 1 else 3 * n  # the last block past attention: the state token alone
+        queries = rows // n
+        layer = [
+            (block.attn.c_attn.bias, torch.randn(3 * n, width), block.attn.c_attn.weight),
+            (block.attn.c_proj.bias, torch.randn(rows, width), block.attn.c_proj.weight),
+            (block.mlp.c_fc.bias, torch.randn(rows, width), block.mlp.c_fc.weight),
+            (block.mlp.c_proj.bias, torch.randn(rows, 4 * width), block.mlp.c_proj.weight),
+        ]
+        products += [(torch.addmm, (b, x, w), torch.empty(len(x), w.shape[1])) for b, x, w in layer]
+        # the layouts of ``step_attention``: queries and weights are transposed views, as there
+        scores = (torch.zeros(n, keys, queries), key_cache, torch.randn(n, queries, width).transpose(1, 2))
+        products.append((torch.baddbmm, scores, torch.empty(n, keys, queries)))
+        weights = torch.rand(n, keys, queries).transpose(1, 2)
+        products.append((torch.bmm, (weights, key_cache), torch.empty(n, queries, width)))
+    with torch.no_grad():
+        for _ in range(5):
+            for op, args, out in products:
+                op(*args, out=out)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            for op, args, out in products:
+                op(*args, out=out)
+    return (time.perf_counter() - start) * 1e3 / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--family", default="cheetah-vel")
@@ -110,6 +149,7 @@ def main() -> None:
         prompt_dt = EvalProtocol(data=str(data.path), prompt_trajectories="1", episodes=50)
         n_prompt_dt = len(tasks) * prompt_dt.episodes
         env_fns = family.env_fns([ts.params[t] for t in np.repeat(tasks, n // len(tasks))])
+        sweep_fns = family.env_fns([ts.params[t] for t in np.repeat(tasks, prompt_dt.episodes)])
         act_dim = family.action_space.shape[0]
         template = family.make_env(ts.params[tasks[0]])
         cases = {
@@ -123,6 +163,9 @@ def main() -> None:
             "seqmeta evaluate, model in the loop": lambda: n * family.horizon / timed_eval(model, default),
             "prompt-dt sweep seconds": lambda: timed_eval(model, prompt_dt),
             "split": lambda: step_split(model, env_fns, args.steps),
+            "sweep split": lambda: step_split(model, sweep_fns, args.steps),
+            "floor": lambda: arithmetic_floor(model, n, model.config.prompt_length),
+            "sweep floor": lambda: arithmetic_floor(model, n_prompt_dt, model.config.prompt_length),
         }
         for _ in range(args.repeats):
             for name, case in cases.items():
@@ -136,7 +179,7 @@ def main() -> None:
     )
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, values in times.items():
-        if name.endswith("seconds") or name == "split":
+        if name.endswith(("seconds", "split", "floor")):
             continue
         print(f"  {name:42s} {med[name]:10,.0f} env-steps/s  ({min(values):,.0f} - {max(values):,.0f})")
     loop, sync = med["seqmeta evaluate, model in the loop"], med["gymnasium SyncVectorEnv, random actions"]
@@ -147,11 +190,21 @@ def main() -> None:
         f"  one step of the {n} envs, timed apart ({args.steps} steps): the model {split[0]:.1f} ms "
         f"(CPU {split[1]:.1f} ms), the envs {split[2]:.1f} ms (CPU {split[3]:.1f} ms)"
     )
+    floor = med["floor"]
+    print(
+        f"  the model's matrix products alone (float32, outputs preallocated): {floor:.1f} ms per step; with the "
+        f"envs' {split[2]:.1f} ms evaluate could reach at most {n / (floor + split[2]) * 1e3:,.0f} env-steps/s "
+        f"= {n / (floor + split[2]) * 1e3 / sync:.2f}x SyncVectorEnv (1.5x leaves {n / (1.5 * sync) * 1e3:.1f} ms "
+        "per step)"
+    )
     sweep = times["prompt-dt sweep seconds"]
+    sweep_split = [statistics.median(v) for v in zip(*times["sweep split"], strict=True)]
     print(
         f"  Prompt-DT-scale sweep (1 trajectory, {len(tasks)} x {prompt_dt.episodes} episodes x {family.horizon} "
         f"steps = {n_prompt_dt * family.horizon:,} env-steps): {statistics.median(sweep):.2f} s "
-        f"({min(sweep):.2f} - {max(sweep):.2f})"
+        f"({min(sweep):.2f} - {max(sweep):.2f}); per step of its {n_prompt_dt} envs the model "
+        f"{sweep_split[0]:.1f} ms, the envs {sweep_split[2]:.1f} ms, the model's matrix products alone "
+        f"{med['sweep floor']:.1f} ms: at least {(med['sweep floor'] + sweep_split[2]) * family.horizon / 1e3:.2f} s"
     )
 
 
