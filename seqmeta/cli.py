@@ -29,6 +29,7 @@ from pathlib import Path
 import seqmeta
 from seqmeta.configs import add_config_options
 from seqmeta.errors import ConfigError, SeqmetaError
+from seqmeta.io import check_writable
 
 logger = logging.getLogger("seqmeta")
 
@@ -167,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from seqmeta.configs import load_config, overrides_from_args
 
     config = load_config(args.config_class, args.config, overrides_from_args(args, args.config_class))
+    check_writable(config.output_dir)
     saved = args.run(config, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under DDP every process gets here; one says it
         print(f"model saved to {saved}")
@@ -428,6 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         transformers_logging.disable_progress_bar()
     try:
+        output = getattr(args, "out", None) or getattr(args, "output_dir", None)
+        if output:  # refused before any work, not after it (the run verbs check their config's)
+            check_writable(output)
         args.func(args)
     except (SeqmetaError, FileExistsError) as e:  # bad input: the message names the cause and the fix
         if args.debug:

@@ -58,7 +58,7 @@ class EvalProtocol:
     prompt_trajectories: str = option("0,1,2,4", "prompt settings: numbers of trajectories (own: rounds)")
     target_return: str = option("fixed", "fixed, oracle, demo, model, or a number")
     episodes: int = option(20, "episodes per task and prompt setting", low=1)
-    seed: int = option(2026, "evaluation seed (env resets, prompt draws), separate from the training seed")
+    seed: int = option(2026, "evaluation seed (env resets, prompt draws), separate from the training seed", low=0)
 
     def settings(self) -> list[int]:
         try:

@@ -370,13 +370,18 @@ def push_model(
         folder = loaded_from or None
         loaded_revision = getattr(model, "hub_revision", None)  # set by seqmeta.load_model
     if folder is not None:
-        from seqmeta.pretrained import resolve_shipped
+        from seqmeta.pretrained import names_hub_repo, resolve_shipped
 
         folder = resolve_shipped(str(folder))  # a shipped model, by name
+        if not Path(folder).expanduser().exists() and not names_hub_repo(folder):
+            raise HubError(
+                f"no model folder at {folder}: give a `seqmeta train` model/ folder, a Hub id org/name or a shipped "
+                "model's name (`seqmeta families` names them)"
+            )
     with tempfile.TemporaryDirectory(prefix="seqmeta-push-") as tmp:
         stage = Path(tmp) / "stage"
         stage.mkdir()
-        if folder is not None and not Path(folder).is_dir() and str(folder).count("/") == 1:
+        if folder is not None and not Path(folder).expanduser().is_dir() and names_hub_repo(str(folder)):
             # A Hub model: its results and plots come along, from the commit it was loaded from.
             folder = pull_model(str(folder), Path(tmp) / "pulled", revision=loaded_revision)
         folder = Path(folder) if folder else None

@@ -31,6 +31,24 @@ def disk_space_errors(path: str | os.PathLike) -> Iterator[None]:
         raise
 
 
+def check_writable(path: str | os.PathLike, flag: str = "--output-dir") -> None:
+    """Refuse, before any work, a folder to write (existing or not) that cannot be written: the nearest
+    existing folder at or above it must take a new file (probed with a temporary one, deleted at once)."""
+    target = Path(path).expanduser().absolute()
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(f"{flag} {path}: {existing} is a file, not a folder; choose another {flag}")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise StorageError(
+            f"{flag} {path} cannot be written ({e.strerror} in {existing}); choose a folder you can write to"
+        ) from e
+
+
 def atomic_write_file(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` a temporary file beside ``path``, then rename it over ``path``: a failed or
     interrupted write (a full disk) leaves the old file, never a truncated one."""

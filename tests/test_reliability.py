@@ -237,6 +237,52 @@ def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_datase
     ]
     assert main(argv) == 2
     assert "no model folder at runs/nope/model" in capsys.readouterr().err
+    # push as well: an absolute path with one slash reads like org/name, but names a local folder
+    missing = str(tmp_path / "nope")
+    assert main(["push", "--model", missing, "--repo-id", "org/name"]) == 2
+    assert f"no model folder at {missing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["collect", "--family", "point-robot", "--episodes-per-task", "1"],
+        ["eval", "--model", "point-robot-prompt-dt"],
+        ["train", "--config", "point_robot", "--max-steps", "1"],
+        ["demo"],
+    ],
+    ids=lambda v: v[0],
+)
+@pytest.mark.reliability("bad options", "clear error, nothing written")
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(
+    point_robot_dataset, tmp_path, capsys, verb
+):
+    """A folder under a file (or on a read-only disk) is refused up front, not after the rollouts or training."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    data = [] if verb[0] in ("collect", "demo") else ["--data", str(point_robot_dataset.path)]
+    assert main([*verb, *data, "--output-dir", str(blocker / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{blocker} is a file, not a folder; choose another --output-dir" in err and len(err.splitlines()) == 1
+    assert blocker.read_text() == "not a folder"
+
+
+@pytest.mark.reliability("bad options", "clear error, nothing written")
+def test_check_writable_probes_the_nearest_existing_folder(tmp_path, monkeypatch):
+    import tempfile
+
+    from seqmeta.errors import StorageError
+    from seqmeta.io import check_writable
+
+    check_writable(tmp_path / "new" / "deeper")  # not created: only probed
+    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refused)
+    with pytest.raises(StorageError, match=r"cannot be written \(Permission denied in .*\); choose a folder"):
+        check_writable(tmp_path / "new")
 
 
 @pytest.mark.reliability("faults", "clear error, nothing written")

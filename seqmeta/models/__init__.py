@@ -18,7 +18,7 @@ def load_model(path, **kwargs):
     as the model class its config names, through transformers' Auto classes; no remote code runs.
     Callers outside ``models/`` load models only through this. A path that names a local folder which
     does not exist is refused, never taken for a Hub id."""
-    from seqmeta.pretrained import list_pretrained, resolve_shipped
+    from seqmeta.pretrained import list_pretrained, names_hub_repo, resolve_shipped
 
     text = resolve_shipped(str(path))  # a model that ships with seqmeta, by name
     if "/" not in text and not Path(text).exists():
@@ -27,8 +27,7 @@ def load_model(path, **kwargs):
             f"{', '.join(list_pretrained()) or 'none'}): give a `seqmeta train` model/ folder, a Hub id org/name or "
             "a shipped model's name"
         )
-    looks_local = text.startswith(("/", ".", "~")) or text.count("/") != 1 or text.endswith("/")
-    if looks_local and not Path(text).expanduser().exists():
+    if not names_hub_repo(text) and not Path(text).expanduser().exists():
         raise ConfigError(
             f"no model folder at {text}: give a `seqmeta train` model/ folder, a Hub id org/name or a shipped "
             "model's name (`seqmeta families` names them)"

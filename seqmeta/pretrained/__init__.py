@@ -38,6 +38,12 @@ def pretrained_path(name: str) -> Path:
     return models[name]
 
 
+def names_hub_repo(text: str) -> bool:
+    """Whether ``text`` reads as a Hub id ``org/name`` rather than a local path (absolute, ``./``, ``~``, a
+    trailing ``/`` or more than one ``/``): a local folder that does not exist is then never taken for a Hub id."""
+    return not text.startswith(("/", ".", "~")) and text.count("/") == 1 and not text.endswith("/")
+
+
 def resolve_shipped(text: str) -> str:
     """A shipped model's name as its folder; anything else (a path, a Hub id) as given."""
     if "/" in text or Path(text).exists():
