@@ -188,8 +188,10 @@ class Agent:
             if reward is None:
                 raise ValueError("act() needs the reward of the previous action from the second step on")
             r = np.asarray(reward, dtype=np.float32).reshape(-1)
-            if r.shape != (self.num_envs,) or not np.isfinite(r).all():
-                raise ValueError(f"reward must be {self.num_envs} finite numbers, got shape {r.shape}")
+            if r.shape != (self.num_envs,):
+                raise ValueError(f"reward must be {self.num_envs} numbers, one per env, got shape {r.shape}")
+            if not np.isfinite(r).all():
+                raise ValueError(f"reward holds NaN or inf (env {int(np.flatnonzero(~np.isfinite(r))[0])})")
             self._prev_reward = torch.from_numpy(r).to(self.device)
             self._rtg = self._rtg - self._prev_reward
         if self.use_cache:

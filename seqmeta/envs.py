@@ -89,10 +89,21 @@ def check_env(model, env: Callable[[], gym.Env] | str, demos: Any = None, max_st
     cfg = model.config
     probe = env_factory(env)()
     try:
-        obs_space, act_space = probe.observation_space, probe.action_space
-        spec_steps = probe.spec.max_episode_steps if probe.spec is not None else None
+        steps = _check_spaces(cfg, probe, max_steps)
+        _check_api(cfg, probe)
     finally:
         probe.close()
+    if demos is not None:
+        episodes = as_episodes(demos, cfg.state_dim, cfg.act_dim)
+        _check_scale(cfg, episodes)
+    return steps
+
+
+def _check_spaces(cfg, probe: gym.Env, max_steps: int | None) -> int:
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1, got {max_steps}")
+    obs_space, act_space = probe.observation_space, probe.action_space
+    spec_steps = probe.spec.max_episode_steps if probe.spec is not None else None
     if not isinstance(obs_space, gym.spaces.Box) or obs_space.shape != (cfg.state_dim,):
         raise EnvMismatchError(
             f"the env's observations are {obs_space}, the model takes flat vectors of width {cfg.state_dim}: "
@@ -122,10 +133,45 @@ def check_env(model, env: Callable[[], gym.Env] | str, demos: Any = None, max_st
             f"timestep embedding has no later steps): pass max_steps <= {cfg.max_timestep}, or use a model trained "
             "on longer episodes"
         )
-    if demos is not None:
-        episodes = as_episodes(demos, cfg.state_dim, cfg.act_dim)
-        _check_scale(cfg, episodes)
     return int(steps)
+
+
+def _check_api(cfg, probe: gym.Env) -> None:
+    """One reset and one step (the middle of the model's action box): gymnasium's return forms, observations
+    of the declared shape, finite observations and reward. What a vector env would otherwise fail on deep
+    inside (a wrong shape, an old-API reset) is named here."""
+    out = probe.reset(seed=0)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
+        raise EnvMismatchError(
+            f"env.reset() returned {type(out).__name__}, not (observation, info): seqmeta runs gymnasium's API "
+            "(reset -> (observation, info), step -> (observation, reward, terminated, truncated, info))"
+        )
+    _check_observation(out[0], probe.observation_space, "reset")
+    middle = (np.asarray(cfg.action_low) + np.asarray(cfg.action_high)) / 2
+    out = probe.step(middle.astype(probe.action_space.dtype))
+    if not (isinstance(out, tuple) and len(out) == 5):
+        raise EnvMismatchError(
+            f"env.step() returned {type(out).__name__}{f' of {len(out)}' if isinstance(out, tuple) else ''}, not "
+            "(observation, reward, terminated, truncated, info): seqmeta runs gymnasium's API"
+        )
+    _check_observation(out[0], probe.observation_space, "step")
+    try:
+        reward = float(out[1]) if np.ndim(out[1]) == 0 else None
+    except (TypeError, ValueError):
+        reward = None
+    if reward is None or not np.isfinite(reward):
+        raise EnvMismatchError(f"env.step() returned the reward {out[1]!r}: give one finite number per step")
+
+
+def _check_observation(obs: Any, space: gym.spaces.Box, where: str) -> None:
+    array = np.asarray(obs)
+    if array.shape != space.shape:
+        raise EnvMismatchError(
+            f"env.{where}() returned an observation of shape {array.shape}, but its observation_space says "
+            f"{space.shape}: make the two agree"
+        )
+    if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+        raise EnvMismatchError(f"env.{where}() returned an observation that is not all finite numbers: {obs!r}")
 
 
 def _check_scale(cfg, episodes) -> None:

@@ -203,6 +203,12 @@ def _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, p
         action, recorded = (np.asarray(a) for a in (acted if isinstance(acted, tuple) else (acted, acted)))
         next_obs, env_reward, terminated, truncated, info = venv.step(action)
         env_reward = np.asarray(env_reward, np.float64)
+        if not np.isfinite(env_reward[active]).all():
+            bad = int(np.flatnonzero(active & ~np.isfinite(env_reward))[0])
+            raise RolloutError(
+                f"env {bad} returned the reward {env_reward[bad]} at step {int(step_in_episode[bad]) + 1} of its "
+                "episode; check the env's reward"
+            )
         fed = env_reward if reward_fn is None else np.asarray(reward_fn(obs, action), np.float64)
         step_in_episode += 1
         ended = (np.asarray(terminated) | np.asarray(truncated) | (step_in_episode >= max_steps)) & active

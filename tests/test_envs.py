@@ -130,6 +130,59 @@ def test_an_env_that_does_not_fit_is_refused_before_it_runs(model, env, kwargs, 
         seqmeta.evaluate_env(model, env, episodes=2, **({"max_steps": 15} | kwargs))
 
 
+class _Declares2Returns3(Slide):
+    def _obs(self):
+        return np.zeros(3, np.float32)  # the space says (2,)
+
+
+class _OldReset(Slide):
+    def reset(self, seed=None, options=None):
+        return super().reset(seed=seed)[0]  # gym < 0.26: the observation alone
+
+
+class _FourTuple(Slide):
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated or truncated, info  # gym < 0.26: one done flag
+
+
+class _RewardAt(Slide):
+    def __init__(self, reward, at=1):
+        super().__init__()
+        self.bad, self.at = reward, at
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, self.bad if self.t == self.at else reward, terminated, truncated, info
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        (_Declares2Returns3, r"env.reset\(\) returned an observation of shape \(3,\), but its observation_space"),
+        (_OldReset, r"env.reset\(\) returned ndarray, not \(observation, info\)"),
+        (_FourTuple, r"env.step\(\) returned tuple of 4, not \(observation, reward, terminated, truncated, info\)"),
+        (lambda: _RewardAt(float("nan")), "env.step\\(\\) returned the reward nan: give one finite number"),
+        (lambda: _RewardAt(np.ones(2)), "returned the reward array"),
+    ],
+)
+@pytest.mark.reliability("bad models", "clear error, nothing written")
+def test_an_env_off_gymnasiums_api_is_named_before_it_runs(model, env, match):
+    """What a vector env would fail on deep inside (numpy's "wrong shape", an AttributeError) is named."""
+    with pytest.raises(EnvMismatchError, match=match):
+        seqmeta.evaluate_env(model, env, episodes=2, max_steps=15)
+
+
+@pytest.mark.reliability("bad models", "clear error, nothing written")
+def test_a_reward_that_turns_nan_mid_episode_stops_the_rollout_by_name(model):
+    from seqmeta.errors import RolloutError
+
+    with pytest.raises(RolloutError, match="env 0 returned the reward inf at step 4 of its episode"):
+        seqmeta.evaluate_env(model, lambda: _RewardAt(float("inf"), at=4), episodes=2, max_steps=15)
+    with pytest.raises(seqmeta.errors.ConfigError, match="max_steps must be >= 1, got 0"):
+        seqmeta.evaluate_env(model, Slide, episodes=2, max_steps=0)
+
+
 @pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_the_agent_refuses_steps_past_its_horizon(model):
     agent = Agent(model, 1, target_returns=0.0)

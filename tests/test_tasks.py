@@ -1,3 +1,5 @@
+import re
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -164,3 +166,38 @@ def test_scores_are_not_normalized_on_an_expert_worse_than_random(monkeypatch):
     assert cheetah.normalized_score(100.0, 0) == pytest.approx(50.0)
     with pytest.raises(TaskSelectionError, match=r"task 1: the expert's reference return \(-320\) is below"):
         cheetah.normalized_score(100.0, 1)
+
+
+@pytest.mark.parametrize(
+    ("family", "params", "message"),
+    [
+        ("cheetah-vel", {"goal_velocity": float("nan")}, "goal_velocity holds NaN or inf"),
+        ("cheetah-vel", {"goal_velocity": float("inf")}, "goal_velocity holds NaN or inf"),
+        ("cheetah-vel", {"goal_velocity": "fast"}, "goal_velocity must be numbers, got 'fast'"),
+        ("cheetah-vel", {}, "lack ['goal_velocity']: the family's are ['goal_velocity']"),
+        ("cheetah-vel", {"goal_velocity": 1.0, "mass": 3.0}, "have unknown ['mass']"),
+        ("ant-dir", {"direction": 1.0}, "lack ['angle'] and have unknown ['direction']"),
+        ("point-robot", {"goal": [0.1, 0.2, 0.3]}, "goal has shape (3,); the family's is (2,)"),
+        ("hopper-params", "body_mass=0", "body_mass has shape (); the family's is (5,)"),
+        ("metaworld-ml1-push", "task_class=reach-v3", "task_class='reach-v3' is not one of ['push-v3']"),
+        ("point-robot", [0.1, 0.2], "are a list; give a dict like {goal="),
+    ],
+)
+@pytest.mark.reliability("bad data", "clear error, nothing written")
+def test_task_parameters_an_env_cannot_take_are_refused_before_any_env(family, params, message):
+    fam = seqmeta.get_family(family)
+    if isinstance(params, str):  # one parameter of the family's first task changed
+        key, value = params.split("=")
+        params = {**fam.task_set().params[0], key: value if key == "task_class" else float(value)}
+    with pytest.raises(TaskSelectionError, match=re.escape(message)):
+        fam.env_fns([fam.task_set().params[0], params])
+    with pytest.raises(TaskSelectionError, match=re.escape(message)):
+        seqmeta.collect_episodes(family, "random", [params], 1)
+
+
+def test_task_parameters_outside_every_split_are_welcome():
+    """Any finite value of the family's parameters runs: the checks refuse only what no env can take."""
+    episodes = seqmeta.collect_episodes("cheetah-vel", "random", [{"goal_velocity": -5.0}], 1, progress=False)
+    assert episodes.lengths.tolist() == [200]
+    far = seqmeta.collect_episodes("point-robot", "expert", [{"goal": [40.0, -40.0]}], 1, progress=False)
+    assert np.isfinite(far.rewards).all() and far.rewards.sum() < -100

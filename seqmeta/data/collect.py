@@ -61,6 +61,7 @@ def collect_episodes(
     params = list(params)
     if not params:
         raise ValueError("no task parameters were given; name at least one task")
+    family.check_params(params)
     tags = np.arange(len(params)) if task_index is None else np.asarray(task_index, np.int64)
     limit = family.max_envs
     groups = groups_of(len(params), limit)

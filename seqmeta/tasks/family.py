@@ -211,6 +211,7 @@ class TaskFamily:
     vector_env: Callable[[TaskFamily, Sequence[dict[str, Any]]], gym.vector.VectorEnv] | None = None
     max_envs: int | None = None
     _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
+    _params_seen: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def task_set(self, name: str | None = None) -> TaskSet:
         name = name or self.default_task_set
@@ -222,12 +223,59 @@ class TaskFamily:
 
     def make_env(self, params: dict[str, Any], **kwargs: Any) -> gym.Env:
         """One task's env, through ``gymnasium.make`` so wrappers and checks are the standard ones."""
+        self.check_params([params])
         return gym.make(self.env_id, **params, **kwargs)
 
     def env_fns(self, params: Sequence[dict[str, Any]], **kwargs: Any) -> TaskEnvs:
         """One env factory per task parameter dict (what ``seqmeta.run_episodes`` takes); the list also
         says which family and tasks they are, so the engine can step them batched (``vector_env``)."""
+        self.check_params(params)
         return TaskEnvs([partial(self.make_env, p, **kwargs) for p in params], self, list(params), kwargs)
+
+    def check_params(self, params: Sequence[dict[str, Any]]) -> None:
+        """Refuse task parameters the family's envs cannot take, before any env is made: the parameter names
+        of its task sets, each a finite number or array of a shape they use, or one of the texts they use
+        (any value: task parameters outside every published split are welcome, NaN and typos are not)."""
+        shapes, texts = self._param_kinds()
+        names = sorted(shapes.keys() | texts.keys())
+        example = describe_params(self.task_set().params[0])
+        for i, task in enumerate(params):
+            where = f"{self.name} task parameters #{i}"
+            if not isinstance(task, dict):
+                raise TaskSelectionError(f"{where} are a {type(task).__name__}; give a dict like {{{example}}}")
+            missing, unknown = sorted(set(names) - set(task)), sorted(set(task) - set(names))
+            if missing or unknown:
+                problems = [f"lack {missing}"] * bool(missing) + [f"have unknown {unknown}"] * bool(unknown)
+                raise TaskSelectionError(f"{where} {' and '.join(problems)}: the family's are {names}, e.g. {example}")
+            for key, value in task.items():
+                if key in texts:
+                    if value not in texts[key]:
+                        raise TaskSelectionError(f"{where}: {key}={value!r} is not one of {sorted(texts[key])}")
+                    continue
+                try:
+                    array = np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise TaskSelectionError(f"{where}: {key} must be numbers, got {value!r}") from None
+                if array.shape not in shapes[key]:
+                    allowed = " or ".join(str(s) for s in sorted(shapes[key]))
+                    raise TaskSelectionError(f"{where}: {key} has shape {array.shape}; the family's is {allowed}")
+                if not np.isfinite(array).all():
+                    raise TaskSelectionError(f"{where}: {key} holds NaN or inf; give finite numbers")
+
+    def _param_kinds(self) -> tuple[dict[str, set[tuple[int, ...]]], dict[str, set[str]]]:
+        """Per parameter name, the shapes its numbers take and the texts it takes, over every task set."""
+        if not self._params_seen:
+            shapes: dict[str, set[tuple[int, ...]]] = {}
+            texts: dict[str, set[str]] = {}
+            for task_set in self.task_sets.values():
+                for known in task_set.params:
+                    for key, value in known.items():
+                        if isinstance(value, str):
+                            texts.setdefault(key, set()).add(value)
+                        else:
+                            shapes.setdefault(key, set()).add(np.shape(value))
+            self._params_seen.update(shapes=shapes, texts=texts)
+        return self._params_seen["shapes"], self._params_seen["texts"]
 
     def _space(self, which: str) -> gym.Space:
         if which not in self._spaces:
