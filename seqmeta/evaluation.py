@@ -38,7 +38,7 @@ from seqmeta.data.episodes import Episodes
 from seqmeta.errors import ConfigError, MissingExtraError
 from seqmeta.io import atomic_write_json
 from seqmeta.prompts import EpisodePool, cut_prompts, empty_prompt
-from seqmeta.results import SCHEMA
+from seqmeta.results import SCHEMA, read_log
 from seqmeta.rollout import EnvFactory, Rollouts, run_episodes
 from seqmeta.tasks.family import TaskEnvs
 
@@ -314,6 +314,10 @@ def evaluate(
     check_options(protocol)
     if not protocol.data:
         raise ConfigError("the protocol needs data: the offline dataset of the family (--data DIR)")
+    if videos < 0:
+        raise ConfigError(f"--video must be 0 or more episodes, got {videos}")
+    if training_log is not None:
+        read_log(training_log)  # one that cannot be plotted is refused now, not after the sweep
     data = load_trajectories(protocol.data)
     settings = _check(model, data, protocol)
     tasks = np.asarray(data.task_set.select(protocol.tasks))

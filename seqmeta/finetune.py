@@ -67,7 +67,7 @@ def choose_episodes(data, tasks: str, trajectories: int) -> dict[int, list[int]]
         raise ConfigError(f"trajectories must be >= 1, got {trajectories}")
     present = sorted(set(data.episodes["task_index"].tolist()))
     chosen = present if tasks == "all" else data.task_set.select(tasks)
-    return {int(task): data.first_episodes(task, trajectories) for task in chosen}
+    return {int(task): data.first_episodes(task, trajectories, asked_by="--trajectories") for task in chosen}
 
 
 def finetune(config: FinetuneConfig, resume: bool = False) -> Path:

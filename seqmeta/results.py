@@ -16,8 +16,13 @@ LOG_FILE = "train_log.jsonl"
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    results = json.loads(Path(path).read_text())
-    if results.get("schema") != SCHEMA:
+    if not Path(path).is_file():
+        raise ConfigError(f"no eval_results.json at {path}: give one `seqmeta eval` wrote")
+    try:
+        results = json.loads(Path(path).read_text())
+    except json.JSONDecodeError:
+        results = None
+    if not isinstance(results, dict) or results.get("schema") != SCHEMA:
         raise ConfigError(f"{path} is not a seqmeta eval_results.json ({SCHEMA})")
     return results
 
@@ -42,9 +47,22 @@ def format_table(results: dict[str, Any]) -> str:
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
-    """The entries of a ``train_log.jsonl``; where a resumed run logged a step again, the last entry wins."""
+    """The entries of a ``train_log.jsonl``; where a resumed run logged a step again, the last entry wins.
+    Anything else than JSON objects with a step, one per line, is refused (a torn last line is dropped)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"no training log at {path}: give the train_log.jsonl a `seqmeta train` run wrote")
+    text = Path(path).read_text()
+    lines = text.splitlines()
+    if lines and not text.endswith("\n"):  # a run killed mid-append: its torn last line is not an entry
+        lines.pop()
     entries: dict[tuple, dict] = {}
-    for line in Path(path).read_text().splitlines():
-        entry = json.loads(line)
-        entries[(entry["step"], tuple(sorted(entry)))] = entry
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            entries[(entry["step"], tuple(sorted(entry)))] = entry
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(
+                f"{path} line {number} is not a training log entry (a JSON object with a step): give the "
+                "train_log.jsonl a `seqmeta train` run wrote"
+            ) from None
     return sorted(entries.values(), key=lambda e: e["step"])

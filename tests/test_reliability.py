@@ -52,6 +52,10 @@ def test_bad_training_options_are_refused_before_any_work(point_robot_dataset, t
         ("self-supervise", ["--labels", "oracle"], "labels must be one of"),
         ("self-supervise", ["--online-prompt-fraction", "1.5"], "online_prompt_fraction must be <= 1"),
         ("eval", ["--episodes", "0"], "episodes must be >= 1"),
+        ("eval", ["--seed", "-1"], "seed must be >= 0"),
+        ("eval", ["--video", "-1"], "--video must be 0 or more episodes"),
+        ("eval", ["--training-log", "no/train_log.jsonl"], "no training log at no/train_log.jsonl"),
+        ("eval", ["--baseline", "other=no/eval_results.json"], "no eval_results.json at no/eval_results.json"),
     ],
 )
 @pytest.mark.reliability("bad options", "clear error, nothing written")
@@ -470,3 +474,15 @@ def test_every_flag_a_message_suggests_exists():
     others = {"--flag", "--nproc_per_node", "--no-deps"}  # a docstring's placeholder; torchrun's and pip's own flags
     missing = sorted(f for f in suggested - others if f not in flags)
     assert not missing, f"messages suggest flags no verb has: {missing}"
+
+
+@pytest.mark.reliability("bad data", "clear error, nothing written")
+def test_a_training_log_is_read_whole_or_refused_by_line(tmp_path):
+    from seqmeta.results import read_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 20, "loss": 0.5}\n{"step": 40, "loss": 0.4}\n{"step": 6')  # killed mid-append
+    assert [e["step"] for e in read_log(log)] == [20, 40]
+    log.write_text('{"step": 20, "loss": 0.5}\n{"loss": 0.4}\n')
+    with pytest.raises(ConfigError, match="line 2 is not a training log entry"):
+        read_log(log)

@@ -371,8 +371,9 @@ class TrajectoryDataset:
         train = np.isin(self.episodes["task_index"], list(self.task_set.train_indices))
         return float(returns[train].max() if train.any() else returns.max())
 
-    def first_episodes(self, task: int, n: int, quality: str | None = None) -> list[int]:
-        """Rows of ``episodes``: the first ``n`` episodes of ``task`` (of one quality level, if given)."""
+    def first_episodes(self, task: int, n: int, quality: str | None = None, asked_by: str = "") -> list[int]:
+        """Rows of ``episodes``: the first ``n`` episodes of ``task`` (of one quality level, if given);
+        ``asked_by`` names the option that set ``n``, for the message when there are fewer."""
         ep = self.episodes
         match = ep["task_index"] == task
         if quality is not None:
@@ -381,7 +382,8 @@ class TrajectoryDataset:
         if len(rows) < n:
             what = f"{quality} episodes" if quality else "episodes"
             raise TaskSelectionError(
-                f"task {task} has {len(rows)} {what} in {self.path}; asked for {n}: ask for fewer or collect more "
+                f"task {task} has {len(rows)} {what} in {self.path}; asked for {n}: ask for fewer"
+                f"{f' ({asked_by} {len(rows)})' if asked_by and rows else ''} or collect more "
                 f"(`seqmeta collect --tasks {task} --episodes-per-task {n}`)"
             )
         return rows
