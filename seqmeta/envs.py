@@ -209,8 +209,10 @@ def evaluate_env(
     (``check_env``). Returns per-episode returns, and success where the env reports
     ``info["success"]`` at some step.
     """
-    if episodes < 1:
-        raise ConfigError(f"episodes must be >= 1, got {episodes}")
+    if not isinstance(episodes, int | np.integer) or episodes < 1:
+        raise ConfigError(f"episodes must be a whole number >= 1, got {episodes!r}")
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
     factory = env_factory(env, **(env_kwargs or {}))
     steps = check_env(model, factory, demos, max_steps)
     prompts = None

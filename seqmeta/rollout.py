@@ -201,6 +201,7 @@ def _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, p
         active = count < quota
         acted = policy.act(obs, feedback)
         action, recorded = (np.asarray(a) for a in (acted if isinstance(acted, tuple) else (acted, acted)))
+        _check_actions(action, venv, policy)
         next_obs, env_reward, terminated, truncated, info = venv.step(action)
         env_reward = np.asarray(env_reward, np.float64)
         if not np.isfinite(env_reward[active]).all():
@@ -237,6 +238,22 @@ def _run(venv, policy, max_steps, seed, quota, reward_fn, task_index, quality, p
             raise RolloutError(f"env {bad} returned an observation with NaN or inf; check the env's dynamics")
     bar.close()
     return trace.build(task_index, quality)
+
+
+def _check_actions(action: np.ndarray, venv: VectorEnv, policy: Policy) -> None:
+    """A policy's actions fit the envs' Box: one per env, finite (named here, not deep inside an env)."""
+    space = getattr(venv, "single_action_space", None)
+    if not isinstance(space, gym.spaces.Box):
+        return
+    expected = (venv.num_envs, *space.shape)
+    if action.shape != expected:
+        raise RolloutError(
+            f"{type(policy).__name__} returned actions of shape {action.shape}; the envs take {expected} "
+            "(one action per env)"
+        )
+    if np.issubdtype(action.dtype, np.floating) and not np.isfinite(action).all():
+        bad = int(np.flatnonzero(~np.isfinite(action.reshape(len(action), -1)).all(axis=1))[0])
+        raise RolloutError(f"{type(policy).__name__} returned an action with NaN or inf for env {bad}")
 
 
 def _check_observations(obs: Any, n: int) -> None:

@@ -174,6 +174,31 @@ def test_an_env_off_gymnasiums_api_is_named_before_it_runs(model, env, match):
 
 
 @pytest.mark.reliability("bad models", "clear error, nothing written")
+def test_the_engine_names_a_policy_whose_actions_do_not_fit(model):
+    from seqmeta.errors import RolloutError
+    from seqmeta.rollout import run_episodes
+
+    class Policy:
+        def __init__(self, action):
+            self.action = action
+
+        def start_episodes(self, slots, observations):
+            pass
+
+        def act(self, observations, rewards):
+            return self.action
+
+    with pytest.raises(RolloutError, match=r"returned actions of shape \(2, 3\); the envs take \(2, 2\)"):
+        run_episodes([Slide, Slide], Policy(np.zeros((2, 3))), max_steps=15)
+    with pytest.raises(RolloutError, match="returned an action with NaN or inf for env 1"):
+        run_episodes([Slide, Slide], Policy(np.array([[0.0, 0.0], [np.nan, 0.0]])), max_steps=15)
+    with pytest.raises(seqmeta.errors.ConfigError, match=r"episodes must be a whole number >= 1, got 2\.5"):
+        seqmeta.evaluate_env(model, Slide, episodes=2.5, max_steps=15)
+    with pytest.raises(seqmeta.errors.ConfigError, match="seed must be a whole number >= 0, got -1"):
+        seqmeta.evaluate_env(model, Slide, episodes=2, max_steps=15, seed=-1)
+
+
+@pytest.mark.reliability("bad models", "clear error, nothing written")
 def test_a_reward_that_turns_nan_mid_episode_stops_the_rollout_by_name(model):
     from seqmeta.errors import RolloutError
 

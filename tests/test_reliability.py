@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+import seqmeta
 from seqmeta.cli import main
 from seqmeta.configs import check_options
 from seqmeta.data.dataset import load_trajectories
@@ -241,6 +242,9 @@ def test_a_missing_local_model_path_is_not_taken_for_a_hub_id(point_robot_datase
     ]
     assert main(argv) == 2
     assert "no model folder at runs/nope/model" in capsys.readouterr().err
+    for given in ("", str(point_robot_dataset.path / "seqmeta.json")):  # nothing, or a file
+        with pytest.raises(ConfigError, match="is not a model folder"):
+            seqmeta.load_model(given)
     # push as well: an absolute path with one slash reads like org/name, but names a local folder
     missing = str(tmp_path / "nope")
     assert main(["push", "--model", missing, "--repo-id", "org/name"]) == 2

@@ -21,6 +21,11 @@ def load_model(path, **kwargs):
     from seqmeta.pretrained import list_pretrained, names_hub_repo, resolve_shipped
 
     text = resolve_shipped(str(path))  # a model that ships with seqmeta, by name
+    if not text.strip() or Path(text).expanduser().is_file():
+        raise ConfigError(
+            f"{text!r} is not a model folder: give a `seqmeta train` model/ folder, a Hub id org/name or a shipped "
+            "model's name"
+        )
     if "/" not in text and not Path(text).exists():
         raise ConfigError(
             f"no model folder at {text} and no shipped model of that name (shipped: "
