@@ -9,15 +9,17 @@ All in one run, each case ``--repeats`` times, interleaved (median and range pri
 - gymnasium ``SyncVectorEnv`` of the same envs (``gymnasium.make``, standard wrappers), random actions;
 - seqmeta's batched envs (``seqmeta.tasks.vector``, what the rollout engine steps), random actions;
 - ``seqmeta.evaluation.evaluate`` with the default protocol (settings 0, 1, 2, 4 trajectories x 5
-  held-out tasks x 20 episodes = 400 envs in one batch), the streaming agent choosing every action;
-- the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes x 200 steps, wall seconds;
+  held-out tasks x 20 episodes = 400 envs in one batch), the streaming agent choosing every action (the
+  env-steps its vector env took: every env steps until the batch's last episode ends);
+- the Prompt-DT-scale sweep: 1 expert trajectory, 5 tasks x 50 episodes (x 200 steps on Cheetah-Vel), wall seconds;
 - where a step of the 400 envs goes: the model's step and the envs' step each timed alone (wall and CPU);
 - the arithmetic floor: the matrix products of one model step alone, laid out as the streaming step lays them
   out (the model's own weights, every output preallocated, operands warm in cache): what a float32 step of
   this model pays before any other work; with the envs' step it bounds what ``evaluate`` can reach here,
   printed beside the 1.5x target's budget.
 
-Model: the demo size (3 layers, hidden 128, K = 20), untrained (speed does not depend on the weights).
+Model: the demo size (3 layers, hidden 128, K = 20), untrained, seeded (the speed of a step does not depend on
+the weights; how long episodes that can end early run does, so every run acts with the same weights).
 The sweeps' wall times include env creation and prompt sampling, and write nothing to disk. Idle OpenMP
 threads sleep at once (``OMP_WAIT_POLICY=PASSIVE``, what ``seqmeta eval`` sets) unless the variable is set.
 """
@@ -40,11 +42,12 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from mujoco import rollout
 
+import seqmeta.evaluation
 from seqmeta.agent import Agent
 from seqmeta.data.collect import collect_dataset
 from seqmeta.evaluation import EvalProtocol, evaluate
 from seqmeta.models import PromptDTConfig, PromptDTModel
-from seqmeta.rollout import make_vector_env
+from seqmeta.rollout import make_vector_env, run_episodes
 
 
 def random_steps(venv, n: int, steps: int, act_dim: int) -> float:
@@ -143,6 +146,7 @@ def main() -> None:
         data = collect_dataset(args.family, "expert", f"{tmp}/d", tasks="test", episodes_per_task=4, progress=False)
         family, ts = data.family, data.task_set
         tasks = list(ts.test_indices)
+        torch.manual_seed(0)  # one model in every run: where episodes can end early, their lengths depend on it
         model = PromptDTModel(PromptDTConfig.from_dataset(data, hidden_size=128, num_layers=3, context_length=20))
         default = EvalProtocol(data=str(data.path))
         n = len(default.prompt_trajectories.split(",")) * len(tasks) * default.episodes
@@ -160,8 +164,8 @@ def main() -> None:
             "seqmeta batched envs, random actions": lambda: random_steps(
                 make_vector_env(env_fns), n, args.steps, act_dim
             ),
-            "seqmeta evaluate, model in the loop": lambda: n * family.horizon / timed_eval(model, default),
-            "prompt-dt sweep seconds": lambda: timed_eval(model, prompt_dt),
+            "seqmeta evaluate, model in the loop": lambda: rate(*timed_eval(model, default)),
+            "prompt-dt sweep": lambda: timed_eval(model, prompt_dt),
             "split": lambda: step_split(model, env_fns, args.steps),
             "sweep split": lambda: step_split(model, sweep_fns, args.steps),
             "floor": lambda: arithmetic_floor(model, n, model.config.prompt_length),
@@ -179,7 +183,7 @@ def main() -> None:
     )
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, values in times.items():
-        if name.endswith(("seconds", "split", "floor")):
+        if name.endswith(("sweep", "split", "floor")):
             continue
         print(f"  {name:42s} {med[name]:10,.0f} env-steps/s  ({min(values):,.0f} - {max(values):,.0f})")
     loop, sync = med["seqmeta evaluate, model in the loop"], med["gymnasium SyncVectorEnv, random actions"]
@@ -197,21 +201,41 @@ def main() -> None:
         f"= {n / (floor + split[2]) * 1e3 / sync:.2f}x SyncVectorEnv (1.5x leaves {n / (1.5 * sync) * 1e3:.1f} ms "
         "per step)"
     )
-    sweep = times["prompt-dt sweep seconds"]
+    sweep = [seconds for seconds, _ in times["prompt-dt sweep"]]
+    loop_steps = statistics.median(steps for _, steps in times["prompt-dt sweep"]) / n_prompt_dt
     sweep_split = [statistics.median(v) for v in zip(*times["sweep split"], strict=True)]
     print(
-        f"  Prompt-DT-scale sweep (1 trajectory, {len(tasks)} x {prompt_dt.episodes} episodes x {family.horizon} "
-        f"steps = {n_prompt_dt * family.horizon:,} env-steps): {statistics.median(sweep):.2f} s "
-        f"({min(sweep):.2f} - {max(sweep):.2f}); per step of its {n_prompt_dt} envs the model "
+        f"  Prompt-DT-scale sweep (1 trajectory, {len(tasks)} x {prompt_dt.episodes} episodes of up to "
+        f"{family.horizon} steps; its {n_prompt_dt} envs stepped {loop_steps:.0f} times): "
+        f"{statistics.median(sweep):.2f} s ({min(sweep):.2f} - {max(sweep):.2f}); per step of its envs the model "
         f"{sweep_split[0]:.1f} ms, the envs {sweep_split[2]:.1f} ms, the model's matrix products alone "
-        f"{med['sweep floor']:.1f} ms: at least {(med['sweep floor'] + sweep_split[2]) * family.horizon / 1e3:.2f} s"
+        f"{med['sweep floor']:.1f} ms: at least {(med['sweep floor'] + sweep_split[2]) * loop_steps / 1e3:.2f} s"
     )
 
 
-def timed_eval(model, protocol) -> float:
-    start = time.perf_counter()
-    evaluate(model, protocol, progress=False)
-    return time.perf_counter() - start
+def timed_eval(model, protocol) -> tuple[float, int]:
+    """Wall seconds of ``evaluate`` and the env-steps its vector envs took: each env of a batch steps until the
+    batch's last episode ends (an env whose episode ended runs on, unrecorded), so a batch of n envs whose
+    longest episode has T steps takes n x T, the horizon where nothing ends early (Cheetah)."""
+    steps = 0
+
+    def counted(*args, **kwargs):
+        nonlocal steps
+        out = run_episodes(*args, **kwargs)
+        steps += len(out.returns) * int(out.episodes.lengths.max())
+        return out
+
+    seqmeta.evaluation.run_episodes = counted
+    try:
+        start = time.perf_counter()
+        evaluate(model, protocol, progress=False)
+        return time.perf_counter() - start, steps
+    finally:
+        seqmeta.evaluation.run_episodes = run_episodes
+
+
+def rate(seconds: float, steps: int) -> float:
+    return steps / seconds
 
 
 if __name__ == "__main__":

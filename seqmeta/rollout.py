@@ -17,7 +17,8 @@ A *policy* acts for all envs of a vector env at once:
 
 seqmeta's ``Agent`` (a prompted model) and its behavior policies are such policies. Envs given as a
 family's ``env_fns`` run on the family's batched envs when it has them (``TaskFamily.vector_env``: the
-Cheetah families, ``seqmeta.tasks.vector``, step for step the gymnasium envs), else in a ``SyncVectorEnv``.
+MuJoCo locomotion families, ``seqmeta.tasks.vector``, step for step the gymnasium envs), else in a
+``SyncVectorEnv``.
 ``reward_fn(observations, actions)``, when given, replaces the rewards the policy receives (the
 self-supervised phase feeds its reward labels this way); the environment's rewards are still
 recorded in ``env_rewards``.

@@ -27,8 +27,14 @@ import numpy as np
 
 from seqmeta.errors import UnknownFamilyError
 from seqmeta.tasks.family import ScriptedExpert, SearchPlan, TaskFamily, TaskSet
-from seqmeta.tasks.locomotion import CheetahDirEnv, CheetahVelEnv, sample_log_scales
-from seqmeta.tasks.vector import cheetah_dir_rewards, cheetah_vector_env, cheetah_vel_rewards
+from seqmeta.tasks.locomotion import CheetahDirEnv, CheetahVelEnv, HopperParamsEnv, WalkerParamsEnv, sample_log_scales
+from seqmeta.tasks.vector import (
+    ant_dir_vector_env,
+    cheetah_dir_rewards,
+    cheetah_vector_env,
+    cheetah_vel_rewards,
+    upright_vector_env,
+)
 
 SEED = 1337
 NUM_TASKS = 50
@@ -180,10 +186,11 @@ def _ant_dir() -> TaskFamily:
         goal_features=lambda p: np.asarray([np.cos(p["angle"]), np.sin(p["angle"])], dtype=np.float32),
         sample_params=lambda rng: {"angle": float(rng.uniform(0.0, 2 * np.pi))},
         description="Run the Ant in an unseen direction theta; 27-d observation without contact forces.",
+        vector_env=ant_dir_vector_env,
     )
 
 
-def _params_family(name: str, base_env: str) -> TaskFamily:
+def _params_family(name: str, base_env: str, env_class: type) -> TaskFamily:
     model = gym.make(base_env).unwrapped.model  # shapes of the parameters to scale
     rng = np.random.default_rng(SEED)
     params = tuple(sample_log_scales(model, rng) for _ in range(NUM_TASKS))
@@ -196,6 +203,7 @@ def _params_family(name: str, base_env: str) -> TaskFamily:
         goal_features=lambda p: np.concatenate([np.ravel(v) for v in p.values()]).astype(np.float32),
         sample_params=lambda rng: sample_log_scales(model, rng),
         description=f"{base_env} with mass, inertia and friction x 1.5^U(-3,3) and damping x 1.3^U(-3,3).",
+        vector_env=upright_vector_env(env_class),
     )
 
 
@@ -251,8 +259,8 @@ _BUILDERS = {
     "cheetah-vel": _cheetah_vel,
     "cheetah-dir": _cheetah_dir,
     "ant-dir": _ant_dir,
-    "hopper-params": lambda: _params_family("hopper-params", "Hopper-v5"),
-    "walker-params": lambda: _params_family("walker-params", "Walker2d-v5"),
+    "hopper-params": lambda: _params_family("hopper-params", "Hopper-v5", HopperParamsEnv),
+    "walker-params": lambda: _params_family("walker-params", "Walker2d-v5", WalkerParamsEnv),
     **{f"metaworld-ml1-{c}": (lambda c=c: _metaworld_ml1(c)) for c in ML1_MEDIUM_NOISE},
     "metaworld-ml10": _metaworld_ml10,
 }

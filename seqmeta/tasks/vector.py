@@ -1,15 +1,19 @@
-"""Batched HalfCheetah for the Cheetah families: every env of a sweep stepped at once.
+"""Batched MuJoCo envs for the locomotion families: every env of a sweep stepped at once.
 
 ``gymnasium``'s ``SyncVectorEnv`` steps each env through its wrappers (order enforcing, env checker,
 time limit), its own observation, reward and info code, and merges the infos: at a few microseconds
-of physics per step, that Python costs more than MuJoCo. ``CheetahVectorEnv`` keeps one compiled
-``MjModel`` (the gymnasium env's own) and one ``MjData`` per env, steps them from one loop in worker
-threads (MuJoCo releases the GIL), and computes observations, rewards, time limits and infos for all
-envs as numpy arrays. It is the gymnasium path, step for step: the same model, the same reset noise from
-the same per-env generators (env i seeded ``seed + i``, as ``SyncVectorEnv`` does), the same float
-arithmetic; ``tests/test_envs.py`` checks observations, rewards and infos bit for bit. The rollout engine
-(``seqmeta.rollout.make_vector_env``) uses it for the families that declare one (``TaskFamily.vector_env``);
-user envs and video rendering go through ``SyncVectorEnv``.
+of physics per step, that Python costs more than MuJoCo; and it makes each env from its XML. A
+``MujocoVectorEnv`` keeps one compiled ``MjModel`` per task (the gymnasium env's own: one for all of
+Cheetah-Vel, -Dir and Ant-Dir, whose tasks change only the reward; one per task for Hopper- and
+Walker-Params, whose tasks scale the physics) and one ``MjData`` per env, steps them from one loop in worker
+threads (MuJoCo releases the GIL), and computes observations, rewards, terminations, time limits and infos
+for all envs as numpy arrays. It is the gymnasium path, step for step: the same models, the same reset
+noise from the same per-env generators (env i seeded ``seed + i``, as ``SyncVectorEnv`` does), the same float
+arithmetic (what numpy's array kernels could round differently, a cosine or a norm, is computed per env as
+the env does); ``tests/test_envs.py`` checks observations, rewards, terminations and infos bit for bit.
+``CheetahVectorEnv`` (HalfCheetah), ``AntDirVectorEnv`` (Ant) and ``UprightVectorEnv`` (Hopper, Walker2d)
+say what differs. The rollout engine (``seqmeta.rollout.make_vector_env``) uses them for the families that
+declare one (``TaskFamily.vector_env``); user envs and video rendering go through ``SyncVectorEnv``.
 """
 
 from __future__ import annotations
@@ -25,65 +29,87 @@ import numpy as np
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from seqmeta.tasks.locomotion import CHEETAH_CTRL_COST
+from seqmeta.tasks.locomotion import CHEETAH_CTRL_COST, AntDirEnv
 
 Reward = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (x_velocity (N,), ctrl cost (N,)) -> rewards (N,)
 
 
-class CheetahVectorEnv(VectorEnv):
-    """``num_envs`` HalfCheetah-v5 envs (``template`` is one of them: its model and settings are used; closed here)
-    whose rewards are ``reward(x_velocity, ctrl_cost)`` (vectorized, one task per env), episodes of
-    ``horizon`` steps, reset in the step they end (``AutoresetMode.SAME_STEP``)."""
+class MujocoVectorEnv(VectorEnv):
+    """``len(templates)`` MuJoCo envs of one gymnasium v5 class, ``templates[i]`` env i's (one object may serve several
+    envs: its compiled model and settings are used; each is closed here), episodes of ``horizon`` steps, reset in
+    the step they end (``AutoresetMode.SAME_STEP``). Envs of one task share its ``MjModel``; each env has its
+    ``MjData``. Subclasses say what the gymnasium env's reset noise, observation, reward, termination and info are."""
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}  # noqa: RUF012  (the gymnasium convention)
 
-    def __init__(self, template: gym.Env, reward: Reward, num_envs: int, horizon: int):
-        env = template.unwrapped
-        self.model = env.model
-        self.frame_skip, self.dt = env.frame_skip, env.dt
-        self.init_qpos, self.init_qvel = env.init_qpos.copy(), env.init_qvel.copy()
-        self.noise_scale = env._reset_noise_scale
-        self.forward_weight, self.env_ctrl_weight = env._forward_reward_weight, env._ctrl_cost_weight
-        self.num_envs, self.horizon, self.reward = num_envs, horizon, reward
-        self.single_observation_space = template.observation_space
-        self.single_action_space = template.action_space
-        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
-        self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
-        template.close()
-        self.data = [mujoco.MjData(self.model) for _ in range(num_envs)]
-        self.rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(num_envs)]
-        self.elapsed = np.zeros(num_envs, np.int64)
-        self.qpos = np.zeros((num_envs, self.model.nq))
-        self.qvel = np.zeros((num_envs, self.model.nv))
-        threads = min(os.cpu_count() or 1, max(1, num_envs // 32))
+    def __init__(self, templates: Sequence[gym.Env], horizon: int):
+        first = templates[0].unwrapped
+        self.num_envs, self.horizon = len(templates), horizon
+        self.models = [t.unwrapped.model for t in templates]
+        self.frame_skip = first.frame_skip
+        self.dt = np.array([t.unwrapped.dt for t in templates])
+        self.init_qpos = np.stack([t.unwrapped.init_qpos for t in templates])
+        self.init_qvel = np.stack([t.unwrapped.init_qvel for t in templates])
+        self.noise_scale = first._reset_noise_scale
+        self.single_observation_space = templates[0].observation_space
+        self.single_action_space = templates[0].action_space
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        for template in {id(t): t for t in templates}.values():
+            template.close()
+        self.data = [mujoco.MjData(model) for model in self.models]
+        self.rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(self.num_envs)]
+        self.elapsed = np.zeros(self.num_envs, np.int64)
+        self.qpos = np.zeros((self.num_envs, first.model.nq))
+        self.qvel = np.zeros((self.num_envs, first.model.nv))
+        threads = min(os.cpu_count() or 1, max(1, self.num_envs // 32))
         self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self.chunks = np.array_split(np.arange(num_envs), threads)
+        self.chunks = np.array_split(np.arange(self.num_envs), threads)
+
+    # ---- what differs between env classes -----------------------------------------------------
+
+    def _velocity_noise(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """The reset noise added to the initial velocities (drawn after the positions' uniform noise)."""
+        raise NotImplementedError
+
+    def _observations(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _outcome(self, actions: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(rewards, terminated, info) of the step just simulated, as the gymnasium env computes them;
+        ``velocity`` (N, k) is that of ``_position``."""
+        raise NotImplementedError
 
     # ---- physics ------------------------------------------------------------------------------
 
     def _reset_env(self, i: int) -> None:
-        """What HalfCheetah-v5's reset does: mj_resetData, init state plus noise from the env's generator."""
-        data, rng = self.data[i], self.rngs[i]
-        mujoco.mj_resetData(self.model, data)
-        qpos = self.init_qpos + rng.uniform(low=-self.noise_scale, high=self.noise_scale, size=self.model.nq)
-        qvel = self.init_qvel + self.noise_scale * rng.standard_normal(self.model.nv)
+        """What a v5 env's reset does: mj_resetData, the initial state plus noise from the env's generator."""
+        model, data, rng = self.models[i], self.data[i], self.rngs[i]
+        mujoco.mj_resetData(model, data)
+        qpos = self.init_qpos[i] + rng.uniform(low=-self.noise_scale, high=self.noise_scale, size=model.nq)
+        qvel = self.init_qvel[i] + self._velocity_noise(rng, model.nv)
         data.qpos[:] = qpos
         data.qvel[:] = qvel
-        mujoco.mj_forward(self.model, data)
-        self.qpos[i], self.qvel[i] = data.qpos, data.qvel
+        mujoco.mj_forward(model, data)
+        self._record(i)
         self.elapsed[i] = 0
 
     def _simulate(self, rows: np.ndarray, ctrl: np.ndarray) -> None:
-        model, n_frames = self.model, self.frame_skip
+        n_frames = self.frame_skip
         for i in rows:
-            data = self.data[i]
+            model, data = self.models[i], self.data[i]
             data.ctrl[:] = ctrl[i]
             mujoco.mj_step(model, data, nstep=n_frames)
             mujoco.mj_rnePostConstraint(model, data)
-            self.qpos[i], self.qvel[i] = data.qpos, data.qvel
+            self._record(i)
 
-    def _observations(self) -> np.ndarray:
-        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+    def _record(self, i: int) -> None:
+        """Copy what the step's outcome reads from env i's ``MjData`` (in the worker thread that stepped it)."""
+        self.qpos[i], self.qvel[i] = self.data[i].qpos, self.data[i].qvel
+
+    def _position(self) -> np.ndarray:
+        """(N, k): the coordinates whose change over a step, divided by dt, is the velocity the reward reads."""
+        return self.qpos[:, :1]
 
     # ---- the gymnasium vector API -------------------------------------------------------------
 
@@ -99,28 +125,20 @@ class CheetahVectorEnv(VectorEnv):
         actions = np.asarray(actions)
         if actions.shape != self.action_space.shape:
             raise ValueError(f"actions have shape {actions.shape}; expected {self.action_space.shape}")
-        x_before = self.qpos[:, 0].copy()
+        before = self._position().copy()
         if self.pool is None:
             self._simulate(np.arange(self.num_envs), actions)
         else:
             list(self.pool.map(lambda rows: self._simulate(rows, actions), self.chunks))
-        x_after = self.qpos[:, 0].copy()
-        x_velocity = (x_after - x_before) / self.dt
-        squared = np.sum(np.square(actions), axis=1)
-        reward = self.reward(x_velocity, CHEETAH_CTRL_COST * squared.astype(np.float64))
-        info = {
-            "x_position": x_after,
-            "x_velocity": x_velocity,
-            "reward_forward": self.forward_weight * x_velocity,
-            "reward_ctrl": -(self.env_ctrl_weight * squared).astype(np.float64),
-        }
+        velocity = (self._position() - before) / self.dt[:, None]
+        reward, terminated, info = self._outcome(actions, velocity)
         self.elapsed += 1
-        terminated = np.zeros(self.num_envs, bool)
         truncated = self.elapsed >= self.horizon
         observations = self._observations()
-        if truncated.any():
+        ended = terminated | truncated
+        if ended.any():
             info = info | {"final_obs": observations.copy(), "final_info": info}
-            for i in np.flatnonzero(truncated):
+            for i in np.flatnonzero(ended):
                 self._reset_env(i)
             observations = self._observations()
         return observations, reward, terminated, truncated, info
@@ -129,6 +147,140 @@ class CheetahVectorEnv(VectorEnv):
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
+
+
+class CheetahVectorEnv(MujocoVectorEnv):
+    """HalfCheetah-v5 envs whose rewards are ``reward(x_velocity, ctrl_cost)`` (vectorized, one task per env)."""
+
+    def __init__(self, template: gym.Env, reward: Reward, num_envs: int, horizon: int):
+        env = template.unwrapped
+        self.forward_weight, self.env_ctrl_weight = env._forward_reward_weight, env._ctrl_cost_weight
+        self.reward = reward
+        super().__init__([template] * num_envs, horizon)
+
+    def _velocity_noise(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.noise_scale * rng.standard_normal(size)
+
+    def _observations(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], self.qvel], axis=1)
+
+    def _outcome(self, actions: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        x_velocity = velocity[:, 0]
+        squared = np.sum(np.square(actions), axis=1)
+        reward = self.reward(x_velocity, CHEETAH_CTRL_COST * squared.astype(np.float64))
+        info = {
+            "x_position": self.qpos[:, 0].copy(),
+            "x_velocity": x_velocity,
+            "reward_forward": self.forward_weight * x_velocity,
+            "reward_ctrl": -(self.env_ctrl_weight * squared).astype(np.float64),
+        }
+        return reward, np.zeros(self.num_envs, bool), info
+
+
+class UprightVectorEnv(MujocoVectorEnv):
+    """Hopper-v5 or Walker2d-v5 envs (the Params families: each task its own scaled ``MjModel``): reward
+    v_x + healthy - ctrl, an episode ends when the body leaves its healthy range, as the gymnasium envs do."""
+
+    def __init__(self, templates: Sequence[gym.Env], horizon: int):
+        env = templates[0].unwrapped
+        self.forward_weight, self.ctrl_weight = env._forward_reward_weight, env._ctrl_cost_weight
+        self.healthy_reward = env._healthy_reward
+        self.z_range, self.angle_range = env._healthy_z_range, env._healthy_angle_range
+        self.state_range = getattr(env, "_healthy_state_range", None)  # Hopper's; Walker2d has none
+        self.terminate = env._terminate_when_unhealthy
+        super().__init__(templates, horizon)
+
+    def _velocity_noise(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.uniform(low=-self.noise_scale, high=self.noise_scale, size=size)
+
+    def _observations(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 1:], np.clip(self.qvel, -10, 10)], axis=1)
+
+    def _healthy(self) -> np.ndarray:
+        z, angle = self.qpos[:, 1], self.qpos[:, 2]
+        healthy = (self.z_range[0] < z) & (z < self.z_range[1])
+        healthy &= (self.angle_range[0] < angle) & (angle < self.angle_range[1])
+        if self.state_range is not None:
+            state = np.concatenate([self.qpos[:, 2:], self.qvel], axis=1)
+            healthy &= ((self.state_range[0] < state) & (state < self.state_range[1])).all(axis=1)
+        return healthy
+
+    def _outcome(self, actions: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        x_velocity = velocity[:, 0]
+        healthy = self._healthy()
+        forward = self.forward_weight * x_velocity
+        survive = healthy * self.healthy_reward
+        ctrl = self.ctrl_weight * np.sum(np.square(actions), axis=1)  # the action's dtype, as in the env
+        info = {
+            "x_position": self.qpos[:, 0].copy(),
+            "z_distance_from_origin": self.qpos[:, 1] - self.init_qpos[:, 1],
+            "x_velocity": x_velocity,
+            "reward_forward": forward,
+            "reward_ctrl": -ctrl,
+            "reward_survive": survive,
+        }
+        return (forward + survive) - ctrl, ~healthy & self.terminate, info
+
+
+class AntDirVectorEnv(MujocoVectorEnv):
+    """``AntDirEnv`` envs (Ant-v5 without contact forces in the observation), env i running toward ``angles[i]``:
+    reward v_xy . (cos, sin) - ctrl - contact + healthy, an episode ends when the torso leaves its z range."""
+
+    def __init__(self, template: gym.Env, angles: Sequence[float], horizon: int):
+        env = template.unwrapped
+        self.ctrl_weight, self.contact_weight = env._ctrl_cost_weight, env._contact_cost_weight
+        self.forward_weight, self.contact_range = env._forward_reward_weight, env._contact_force_range
+        self.healthy_reward, self.z_range = env._healthy_reward, env._healthy_z_range
+        self.terminate = env._terminate_when_unhealthy
+        self.main_body = env.data.body(env._main_body).id
+        # each env's cos and sin as its own env computes them (a scalar each; numpy's array kernels may round apart)
+        self.cos = np.array([np.cos(float(a)) for a in angles])
+        self.sin = np.array([np.sin(float(a)) for a in angles])
+        num_envs = len(angles)
+        self.xy = np.zeros((num_envs, 2))
+        self.contact = np.zeros(num_envs)
+        self.distance = np.zeros(num_envs)
+        super().__init__([template] * num_envs, horizon)
+
+    def _record(self, i: int) -> None:
+        super()._record(i)
+        data = self.data[i]
+        self.xy[i] = data.xpos[self.main_body, :2]
+        forces = np.clip(data.cfrc_ext, *self.contact_range)
+        self.contact[i] = self.contact_weight * np.sum(np.square(forces))
+        self.distance[i] = np.linalg.norm(data.qpos[0:2], ord=2)
+
+    def _position(self) -> np.ndarray:
+        return self.xy
+
+    def _velocity_noise(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.noise_scale * rng.standard_normal(size)
+
+    def _observations(self) -> np.ndarray:
+        return np.concatenate([self.qpos[:, 2:], self.qvel], axis=1)
+
+    def _outcome(self, actions: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+        x_velocity, y_velocity = velocity[:, 0].copy(), velocity[:, 1].copy()
+        state_finite = np.isfinite(self.qpos).all(axis=1) & np.isfinite(self.qvel).all(axis=1)
+        z = self.qpos[:, 2]
+        healthy = state_finite & (self.z_range[0] <= z) & (z <= self.z_range[1])
+        survive = healthy * self.healthy_reward
+        ctrl = self.ctrl_weight * np.sum(np.square(actions), axis=1)  # the action's dtype, as in the env
+        heading = x_velocity * self.cos + y_velocity * self.sin
+        info = {
+            "x_position": self.qpos[:, 0].copy(),
+            "y_position": self.qpos[:, 1].copy(),
+            "distance_from_origin": self.distance.copy(),
+            "x_velocity": x_velocity,
+            "y_velocity": y_velocity,
+            "reward_forward": x_velocity * self.forward_weight,
+            "reward_ctrl": -ctrl,
+            "reward_contact": -self.contact,
+            "reward_survive": survive,
+            "heading_velocity": heading,
+        }
+        reward = heading + info["reward_ctrl"] + info["reward_contact"] + survive
+        return reward, ~healthy & self.terminate, info
 
 
 def cheetah_vel_rewards(params: Sequence[dict[str, Any]]) -> Reward:
@@ -159,3 +311,35 @@ def cheetah_vector_env(rewards: Callable[[Sequence[dict[str, Any]]], Reward], en
         return CheetahVectorEnv(template, rewards(params), len(params), family.horizon)
 
     return make
+
+
+def upright_vector_env(env_class: type):
+    """The Params families' ``vector_env``: ``(family, params)`` -> their envs batched, one gymnasium env made per
+    distinct task (its scaled model shared by that task's envs); None when the family's env is not
+    ``env_class``."""
+
+    def make(family, params: Sequence[dict[str, Any]]) -> UprightVectorEnv | None:
+        by_task: dict[str, gym.Env] = {}
+        templates = []
+        for p in params:
+            key = repr(sorted(p.items()))
+            if key not in by_task:
+                by_task[key] = family.make_env(p)
+                if type(by_task[key].unwrapped) is not env_class:
+                    for made in by_task.values():
+                        made.close()
+                    return None
+            templates.append(by_task[key])
+        return UprightVectorEnv(templates, family.horizon)
+
+    return make
+
+
+def ant_dir_vector_env(family, params: Sequence[dict[str, Any]]) -> AntDirVectorEnv | None:
+    """Ant-Dir's ``vector_env``: its envs batched (one model: a task changes only the reward); None when the
+    family's env is not ``AntDirEnv``."""
+    template = family.make_env(params[0])
+    if type(template.unwrapped) is not AntDirEnv:
+        template.close()
+        return None
+    return AntDirVectorEnv(template, [float(p["angle"]) for p in params], family.horizon)
