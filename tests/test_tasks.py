@@ -201,3 +201,21 @@ def test_task_parameters_outside_every_split_are_welcome():
     assert episodes.lengths.tolist() == [200]
     far = seqmeta.collect_episodes("point-robot", "expert", [{"goal": [40.0, -40.0]}], 1, progress=False)
     assert np.isfinite(far.rewards).all() and far.rewards.sum() < -100
+
+
+def test_a_family_of_your_own_checks_its_own_parameters():
+    """A family made from another with a task list of its own: names every task gives are required, the
+    others optional; the check is its own, not the family it was made from (no shared cache)."""
+    import dataclasses
+
+    from seqmeta.tasks import TaskSet
+
+    base = seqmeta.get_family("cheetah-vel")
+    base.check_params([{"goal_velocity": 1.0}])  # fills the base family's cache first
+    tasks = TaskSet("mine", ({"goal_velocity": 1.0}, {"goal_velocity": 2.0, "mass": 1.0}), (0,), "two tasks")
+    mine = dataclasses.replace(base, name="mine", task_sets={"mine": tasks}, default_task_set="mine")
+    mine.check_params([{"goal_velocity": 3.0}, {"goal_velocity": 0.5, "mass": 2.0}])
+    with pytest.raises(TaskSelectionError, match=re.escape("lack ['goal_velocity']")):
+        mine.check_params([{"mass": 2.0}])
+    with pytest.raises(TaskSelectionError, match=re.escape("have unknown ['mass']")):
+        base.check_params([{"goal_velocity": 0.5, "mass": 2.0}])

@@ -210,8 +210,9 @@ class TaskFamily:
     expert: ScriptedExpert | None = None
     vector_env: Callable[[TaskFamily, Sequence[dict[str, Any]]], gym.vector.VectorEnv] | None = None
     max_envs: int | None = None
-    _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False)
-    _params_seen: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Caches, filled on first use; not init fields, so a family made with dataclasses.replace starts its own.
+    _spaces: dict[str, gym.Space] = field(default_factory=dict, compare=False, repr=False, init=False)
+    _params_seen: dict[str, Any] = field(default_factory=dict, compare=False, repr=False, init=False)
 
     def task_set(self, name: str | None = None) -> TaskSet:
         name = name or self.default_task_set
@@ -236,19 +237,19 @@ class TaskFamily:
         """Refuse task parameters the family's envs cannot take, before any env is made: the parameter names
         of its task sets, each a finite number or array of a shape they use, or one of the texts they use
         (any value: task parameters outside every published split are welcome, NaN and typos are not)."""
-        shapes, texts = self._param_kinds()
+        shapes, texts, required = self._param_kinds()
         names = sorted(shapes.keys() | texts.keys())
         example = describe_params(self.task_set().params[0])
         for i, task in enumerate(params):
             where = f"{self.name} task parameters #{i}"
             if not isinstance(task, dict):
                 raise TaskSelectionError(f"{where} are a {type(task).__name__}; give a dict like {{{example}}}")
-            missing, unknown = sorted(set(names) - set(task)), sorted(set(task) - set(names))
+            missing, unknown = sorted(required - set(task)), sorted(set(task) - set(names))
             if missing or unknown:
                 problems = [f"lack {missing}"] * bool(missing) + [f"have unknown {unknown}"] * bool(unknown)
                 raise TaskSelectionError(f"{where} {' and '.join(problems)}: the family's are {names}, e.g. {example}")
             for key, value in task.items():
-                if key in texts:
+                if key in texts and (isinstance(value, str) or key not in shapes):
                     if value not in texts[key]:
                         raise TaskSelectionError(f"{where}: {key}={value!r} is not one of {sorted(texts[key])}")
                     continue
@@ -262,20 +263,22 @@ class TaskFamily:
                 if not np.isfinite(array).all():
                     raise TaskSelectionError(f"{where}: {key} holds NaN or inf; give finite numbers")
 
-    def _param_kinds(self) -> tuple[dict[str, set[tuple[int, ...]]], dict[str, set[str]]]:
-        """Per parameter name, the shapes its numbers take and the texts it takes, over every task set."""
+    def _param_kinds(self) -> tuple[dict[str, set[tuple[int, ...]]], dict[str, set[str]], set[str]]:
+        """Over every task set: per parameter name the shapes its numbers take and the texts it takes, and the
+        names every task gives (the others are optional)."""
         if not self._params_seen:
             shapes: dict[str, set[tuple[int, ...]]] = {}
             texts: dict[str, set[str]] = {}
-            for task_set in self.task_sets.values():
-                for known in task_set.params:
-                    for key, value in known.items():
-                        if isinstance(value, str):
-                            texts.setdefault(key, set()).add(value)
-                        else:
-                            shapes.setdefault(key, set()).add(np.shape(value))
-            self._params_seen.update(shapes=shapes, texts=texts)
-        return self._params_seen["shapes"], self._params_seen["texts"]
+            known = [task for task_set in self.task_sets.values() for task in task_set.params]
+            for task in known:
+                for key, value in task.items():
+                    if isinstance(value, str):
+                        texts.setdefault(key, set()).add(value)
+                    else:
+                        shapes.setdefault(key, set()).add(np.shape(value))
+            required = set.intersection(*(set(task) for task in known)) if known else set()
+            self._params_seen.update(shapes=shapes, texts=texts, required=required)
+        return self._params_seen["shapes"], self._params_seen["texts"], self._params_seen["required"]
 
     def _space(self, which: str) -> gym.Space:
         if which not in self._spaces:
