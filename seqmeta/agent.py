@@ -37,6 +37,9 @@ from seqmeta.models.contract import SequenceModel
 from seqmeta.prompts import PROMPT_KEYS, empty_prompt
 
 TARGET_RULES = ("model", "demo")
+# Target returns (and demo returns, ``seqmeta.check_env``) beyond this many times the largest |return| of the
+# training data are outside anything the model has seen: its return embedding would extrapolate without bound.
+RETURN_SCALE_LIMIT = 10.0
 
 
 class Agent:
@@ -72,6 +75,13 @@ class Agent:
             raise ConfigError(f"target_returns has shape {value.shape}; give one number or {self.num_envs} numbers")
         if not np.isfinite(value).all():
             raise ConfigError("target_returns holds NaN or inf; give finite returns to aim for")
+        limit = RETURN_SCALE_LIMIT * float(self.config.return_scale)
+        if np.abs(value).max(initial=0.0) > limit:
+            raise ConfigError(
+                f"a target return of {float(value.flat[np.abs(value).argmax()]):.4g} is over {RETURN_SCALE_LIMIT:g}x "
+                f"the largest |return| the model was trained on ({self.config.return_scale:.4g}): aim within "
+                f"+-{limit:.4g}, or use the rules 'model' or 'demo'"
+            )
 
     def _prompt_tensors(self, prompts: dict[str, np.ndarray] | None) -> dict[str, torch.Tensor] | None:
         cfg = self.config

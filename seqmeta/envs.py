@@ -19,15 +19,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from seqmeta.agent import Agent
+from seqmeta.agent import RETURN_SCALE_LIMIT, Agent
 from seqmeta.errors import ConfigError, EnvMismatchError
 from seqmeta.prompts import as_episodes, prompts_from_episodes
 from seqmeta.rollout import Rollouts, run_episodes
 
-# Demonstration returns beyond this many times the training data's largest |return| (or rewards
-# beyond this many reward stds) are outside anything the model has seen: its return and reward
-# embeddings would be extrapolating, so such an env is refused rather than silently mis-read.
-RETURN_SCALE_LIMIT = 10.0
+# Demonstration rewards beyond this many reward stds (returns: ``RETURN_SCALE_LIMIT`` times the training data's
+# largest |return|) are outside anything the model has seen: its return and reward embeddings would be
+# extrapolating, so such an env is refused rather than silently mis-read.
 REWARD_SCALE_LIMIT = 50.0
 
 

@@ -54,6 +54,7 @@ def test_bad_training_options_are_refused_before_any_work(point_robot_dataset, t
         ("self-supervise", ["--online-prompt-fraction", "1.5"], "online_prompt_fraction must be <= 1"),
         ("eval", ["--episodes", "0"], "episodes must be >= 1"),
         ("eval", ["--seed", "-1"], "seed must be >= 0"),
+        ("eval", ["--target-return", "1e300"], "is over 10x the largest |return| the model was trained on"),
         ("eval", ["--video", "-1"], "--video must be 0 or more episodes"),
         ("eval", ["--training-log", "no/train_log.jsonl"], "no training log at no/train_log.jsonl"),
         ("eval", ["--baseline", "other=no/eval_results.json"], "no eval_results.json at no/eval_results.json"),
