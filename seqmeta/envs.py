@@ -83,7 +83,8 @@ def check_env(model, env: Callable[[], gym.Env] | str, demos: Any = None, max_st
 
     Checked: flat Box observations of the model's width; a Box action space of the model's width
     that holds the model's action box; episodes no longer than the model's trained horizon
-    (``config.max_timestep``); demos whose rewards and returns are on the training data's scale.
+    (``config.max_timestep``); gymnasium's API, by one reset and one step (observations of the declared
+    shape, finite, and one finite reward); demos whose rewards and returns are on the training data's scale.
     """
     cfg = model.config
     probe = env_factory(env)()
