@@ -108,7 +108,7 @@ def plot_results(
     out.mkdir(parents=True, exist_ok=True)
     names = [plot_adaptation_curve(results, out / "adaptation_curve.png", baselines).name]
     names.append(plot_per_task(results, out / "per_task.png").name)
-    if training_log and Path(training_log).exists():
+    if training_log:  # seqmeta.evaluate reads it before the sweep: a missing or broken log is refused there
         names.append(plot_training_log(training_log, out / "training_curve.png").name)
     return names
 

@@ -225,13 +225,17 @@ class TaskFamily:
     def make_env(self, params: dict[str, Any], **kwargs: Any) -> gym.Env:
         """One task's env, through ``gymnasium.make`` so wrappers and checks are the standard ones."""
         self.check_params([params])
+        return self._make(params, **kwargs)
+
+    def _make(self, params: dict[str, Any], **kwargs: Any) -> gym.Env:
         return gym.make(self.env_id, **params, **kwargs)
 
     def env_fns(self, params: Sequence[dict[str, Any]], **kwargs: Any) -> TaskEnvs:
         """One env factory per task parameter dict (what ``seqmeta.run_episodes`` takes); the list also
-        says which family and tasks they are, so the engine can step them batched (``vector_env``)."""
+        says which family and tasks they are, so the engine can step them batched (``vector_env``). The
+        parameters are checked here, once for all the factories."""
         self.check_params(params)
-        return TaskEnvs([partial(self.make_env, p, **kwargs) for p in params], self, list(params), kwargs)
+        return TaskEnvs([partial(self._make, p, **kwargs) for p in params], self, list(params), kwargs)
 
     def check_params(self, params: Sequence[dict[str, Any]]) -> None:
         """Refuse task parameters the family's envs cannot take, before any env is made: the parameter names

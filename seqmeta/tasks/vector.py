@@ -152,11 +152,11 @@ class MujocoVectorEnv(VectorEnv):
 class CheetahVectorEnv(MujocoVectorEnv):
     """HalfCheetah-v5 envs whose rewards are ``reward(x_velocity, ctrl_cost)`` (vectorized, one task per env)."""
 
-    def __init__(self, template: gym.Env, reward: Reward, num_envs: int, horizon: int):
-        env = template.unwrapped
+    def __init__(self, templates: Sequence[gym.Env], reward: Reward, horizon: int):
+        env = templates[0].unwrapped
         self.forward_weight, self.env_ctrl_weight = env._forward_reward_weight, env._ctrl_cost_weight
         self.reward = reward
-        super().__init__([template] * num_envs, horizon)
+        super().__init__(templates, horizon)
 
     def _velocity_noise(self, rng: np.random.Generator, size: int) -> np.ndarray:
         return self.noise_scale * rng.standard_normal(size)
@@ -226,8 +226,8 @@ class AntDirVectorEnv(MujocoVectorEnv):
     """``AntDirEnv`` envs (Ant-v5 without contact forces in the observation), env i running toward ``angles[i]``:
     reward v_xy . (cos, sin) - ctrl - contact + healthy, an episode ends when the torso leaves its z range."""
 
-    def __init__(self, template: gym.Env, angles: Sequence[float], horizon: int):
-        env = template.unwrapped
+    def __init__(self, templates: Sequence[gym.Env], angles: Sequence[float], horizon: int):
+        env = templates[0].unwrapped
         self.ctrl_weight, self.contact_weight = env._ctrl_cost_weight, env._contact_cost_weight
         self.forward_weight, self.contact_range = env._forward_reward_weight, env._contact_force_range
         self.healthy_reward, self.z_range = env._healthy_reward, env._healthy_z_range
@@ -240,7 +240,7 @@ class AntDirVectorEnv(MujocoVectorEnv):
         self.xy = np.zeros((num_envs, 2))
         self.contact = np.zeros(num_envs)
         self.distance = np.zeros(num_envs)
-        super().__init__([template] * num_envs, horizon)
+        super().__init__(templates, horizon)
 
     def _record(self, i: int) -> None:
         super()._record(i)
@@ -298,48 +298,48 @@ def cheetah_dir_rewards(params: Sequence[dict[str, Any]]) -> Reward:
     return lambda x_velocity, ctrl: direction * x_velocity - ctrl
 
 
+def _templates(family, params: Sequence[dict[str, Any]], env_class: type, per_task: bool) -> list[gym.Env] | None:
+    """Env i's template for a batched env: one gymnasium env made per distinct task (``per_task``: a task changes
+    the physics) or one for all (a task changes only the reward); None, with what was made closed, when the
+    family's env is not ``env_class`` (a family made from this one with an env of its own: gymnasium envs then)."""
+    made: dict[str, gym.Env] = {}
+    templates = []
+    for p in params:
+        key = repr(sorted(p.items())) if per_task else ""
+        if key not in made:
+            made[key] = family.make_env(p)
+            if type(made[key].unwrapped) is not env_class:
+                for env in made.values():
+                    env.close()
+                return None
+        templates.append(made[key])
+    return templates
+
+
 def cheetah_vector_env(rewards: Callable[[Sequence[dict[str, Any]]], Reward], env_class: type):
-    """A Cheetah family's ``vector_env``: ``(family, params)`` -> its envs batched, rewards from ``rewards(params)``;
-    None (the engine then makes the gymnasium envs) when the family's env is not ``env_class`` (a family made
-    from this one with an env of its own)."""
+    """A Cheetah family's ``vector_env``: ``(family, params)`` -> its envs batched, rewards from ``rewards(params)``."""
 
     def make(family, params: Sequence[dict[str, Any]]) -> CheetahVectorEnv | None:
-        template = family.make_env(params[0])
-        if type(template.unwrapped) is not env_class:
-            template.close()
-            return None
-        return CheetahVectorEnv(template, rewards(params), len(params), family.horizon)
+        templates = _templates(family, params, env_class, per_task=False)
+        return None if templates is None else CheetahVectorEnv(templates, rewards(params), family.horizon)
 
     return make
 
 
 def upright_vector_env(env_class: type):
-    """The Params families' ``vector_env``: ``(family, params)`` -> their envs batched, one gymnasium env made per
-    distinct task (its scaled model shared by that task's envs); None when the family's env is not
-    ``env_class``."""
+    """The Params families' ``vector_env``: ``(family, params)`` -> their envs batched, each task's scaled model
+    made once and shared by that task's envs."""
 
     def make(family, params: Sequence[dict[str, Any]]) -> UprightVectorEnv | None:
-        by_task: dict[str, gym.Env] = {}
-        templates = []
-        for p in params:
-            key = repr(sorted(p.items()))
-            if key not in by_task:
-                by_task[key] = family.make_env(p)
-                if type(by_task[key].unwrapped) is not env_class:
-                    for made in by_task.values():
-                        made.close()
-                    return None
-            templates.append(by_task[key])
-        return UprightVectorEnv(templates, family.horizon)
+        templates = _templates(family, params, env_class, per_task=True)
+        return None if templates is None else UprightVectorEnv(templates, family.horizon)
 
     return make
 
 
 def ant_dir_vector_env(family, params: Sequence[dict[str, Any]]) -> AntDirVectorEnv | None:
-    """Ant-Dir's ``vector_env``: its envs batched (one model: a task changes only the reward); None when the
-    family's env is not ``AntDirEnv``."""
-    template = family.make_env(params[0])
-    if type(template.unwrapped) is not AntDirEnv:
-        template.close()
-        return None
-    return AntDirVectorEnv(template, [float(p["angle"]) for p in params], family.horizon)
+    """Ant-Dir's ``vector_env``: its envs batched (one model: a task changes only the reward)."""
+    templates = _templates(family, params, AntDirEnv, per_task=False)
+    return (
+        None if templates is None else AntDirVectorEnv(templates, [float(p["angle"]) for p in params], family.horizon)
+    )
